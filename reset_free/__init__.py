@@ -1,0 +1,4 @@
+"""Reset-free forward/backward controller.
+
+Not implemented yet: tracked by the session issue.
+"""

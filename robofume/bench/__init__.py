@@ -1,0 +1,1 @@
+"""Benchmarks run by ``robofume bench NAME``; each returns a JSON-serialisable dict."""

@@ -1,0 +1,168 @@
+"""The ``robofume`` command line: one entry point, verbs for each job.
+
+Examples::
+
+    robofume demo --out outputs/demo
+    robofume data generate --out data/mock --demos 20 --failures 10 --prior 300
+    robofume data info data/mock
+    robofume bench sim --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from robofume import __version__
+
+EXAMPLES = """examples:
+  robofume demo --out outputs/demo                 # expert does forward+backward, video + strip
+  robofume data generate --out data/mock           # demos, failures and prior data (progress bar)
+  robofume data info data/mock                     # counts and integrity check
+  robofume bench sim --json                        # env steps/s and render ms/frame
+"""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from robofume.demo import DemoConfig, run_demo
+
+    run_demo(
+        DemoConfig(
+            out=args.out,
+            cycles=args.cycles,
+            video_size=args.video_size,
+            seed=args.seed,
+            dataset=not args.no_dataset,
+        )
+    )
+    return 0
+
+
+def _cmd_data_generate(args: argparse.Namespace) -> int:
+    from robofume.data.generate import GenerateConfig, generate_dataset
+
+    cfg = GenerateConfig(
+        out=args.out,
+        demos_per_task=args.demos,
+        failures_per_task=args.failures,
+        prior=args.prior,
+        image_size=args.image_size,
+        max_episode_steps=args.max_steps,
+        demo_noise=args.noise,
+        seed=args.seed,
+        workers=args.workers,
+        resume=args.resume,
+    )
+    manifest = generate_dataset(cfg)
+    print(
+        json.dumps(
+            {"out": args.out, "episodes": manifest["episodes"], "generated_now": manifest["generated_now"]}
+        )
+    )
+    return 0
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from robofume.data.inspect import dataset_info
+
+    info = dataset_info(args.path)
+    print(json.dumps(info, indent=2))
+    return 0 if not info["corrupt"] else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from robofume.bench.sim_bench import run_sim_bench
+
+    result = run_sim_bench(image_size=args.image_size, steps=args.steps)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with all verbs."""
+    parser = argparse.ArgumentParser(
+        prog="robofume",
+        description="A robot arm that improves at a manipulation task by itself.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"robofume {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    demo = verbs.add_parser(
+        "demo",
+        help="scripted mock-arm demo: forward + backward, reset-free, to video",
+        epilog="example: robofume demo --out outputs/demo --cycles 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    demo.add_argument("--cycles", type=int, default=2, help="forward+backward cycles (default: 2)")
+    demo.add_argument("--video-size", type=int, default=256, help="video frame side in px (default: 256)")
+    demo.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    demo.add_argument("--no-dataset", action="store_true", help="skip writing the small example dataset")
+    demo.set_defaults(func=_cmd_demo)
+
+    data = verbs.add_parser("data", help="generate and inspect episode datasets")
+    data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    gen = data_verbs.add_parser(
+        "generate",
+        help="write scripted demos, failures and prior data",
+        epilog="example: robofume data generate --out data/mock --demos 20 --failures 10 --prior 300",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gen.add_argument("--out", required=True, help="output folder (created; never overwritten)")
+    gen.add_argument("--demos", type=int, default=20, help="successful demos per task (default: 20)")
+    gen.add_argument("--failures", type=int, default=10, help="failed attempts per task (default: 10)")
+    gen.add_argument(
+        "--prior", type=int, default=300, help="prior-data episodes of related tasks (default: 300)"
+    )
+    gen.add_argument("--image-size", type=int, default=128, help="camera image side in px (default: 128)")
+    gen.add_argument("--max-steps", type=int, default=100, help="episode time limit in steps (default: 100)")
+    gen.add_argument(
+        "--noise", type=float, default=0.1, help="expert action noise std for demos (default: 0.1)"
+    )
+    gen.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    gen.add_argument("--workers", type=int, default=2, help="parallel worker processes (default: 2)")
+    gen.add_argument("--resume", action="store_true", help="complete an interrupted dataset in --out")
+    gen.set_defaults(func=_cmd_data_generate)
+    info = data_verbs.add_parser(
+        "info",
+        help="count episodes and check every file loads",
+        epilog="example: robofume data info data/mock",
+    )
+    info.add_argument("path", help="dataset folder")
+    info.set_defaults(func=_cmd_data_info)
+
+    bench = verbs.add_parser(
+        "bench", help="benchmarks; print JSON with --json", epilog="example: robofume bench sim --json"
+    )
+    bench.add_argument("name", choices=["sim"], help="which benchmark")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
+    bench.add_argument("--steps", type=int, default=200, help="env steps to time (default: 200)")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line on stderr and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ValueError, OSError, FileExistsError) as exc:
+        print(f"robofume: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robofume: interrupted; finished episodes are kept (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

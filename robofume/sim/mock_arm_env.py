@@ -1,0 +1,351 @@
+"""Gymnasium env of the mock arm: a MuJoCo Panda doing a forward task and the backward task that undoes it.
+
+Example::
+
+    from robofume.sim import MockArmConfig, MockArmEnv
+    env = MockArmEnv(MockArmConfig(image_size=128))
+    obs, info = env.reset(seed=0, options={"task": "forward"})
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    # reset-free: start the backward task from wherever the scene is now
+    obs, info = env.reset(options={"task": "backward", "keep_scene": True})
+
+The reward and ``info["success"]`` come from ground-truth checkers. They are for evaluation and
+for auto-labelling scripted data only; the learner's reward in the main pipeline is the classifier.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from robofume.sim.arm_controller import ARM_DOF, GRIPPER_CTRL_MAX, CartesianController, yaw_of
+from robofume.sim.scene import (
+    BIN_INNER_HALF,
+    CAMERA_NAME,
+    OBJECT_BODY,
+    PANDA_HOME_QPOS,
+    PINCH_SITE,
+    PLATE_RADIUS,
+    START_BODY,
+    START_REGION_HALF,
+    TABLE_TOP_Z,
+    TARGET_BODY,
+    SceneVariant,
+    build_model,
+)
+from robofume.sim.tasks import TASK_NAMES, task_id, task_name
+
+PROPRIO_NAMES: tuple[str, ...] = (
+    "ee_x",
+    "ee_y",
+    "ee_z",
+    "ee_yaw_sin",
+    "ee_yaw_cos",
+    "gripper_closed",
+    "ee_vx",
+    "ee_vy",
+    "ee_vz",
+)
+"""Order of the proprioception vector."""
+
+ACTION_NAMES: tuple[str, ...] = ("dx", "dy", "dz", "dyaw", "gripper")
+"""Order of the action vector; each in [-1, 1]. Gripper: -1 open, +1 closed."""
+
+_SUBSTEPS_PER_IK = 10
+_DRIVER_JOINT_MAX = 0.8
+
+
+@dataclass
+class MockArmConfig:
+    """Settings of the mock arm env. Distances in metres, angles in radians."""
+
+    image_size: int = 128
+    """Side of the square RGB camera image; 0 turns the camera off (state-only runs)."""
+    control_hz: float = 10.0
+    """Policy control rate; physics and the IK controller step inside each control step."""
+    max_episode_steps: int = 100
+    """Steps before an episode is truncated (a time limit, not a failure)."""
+    terminate_on_success: bool = True
+    """End the episode when the ground-truth checker reports success."""
+    pos_step: float = 0.03
+    """End-effector displacement per step for an action of 1."""
+    yaw_step: float = 0.25
+    """Yaw change per step for an action of 1."""
+    workspace_low: tuple[float, float, float] = (0.28, -0.32, 0.012)
+    workspace_high: tuple[float, float, float] = (0.72, 0.32, 0.35)
+    target_xy_low: tuple[float, float] = (0.42, 0.08)
+    target_xy_high: tuple[float, float] = (0.58, 0.2)
+    start_xy_low: tuple[float, float] = (0.42, -0.2)
+    start_xy_high: tuple[float, float] = (0.58, -0.08)
+    object_yaw_range: float = 0.5
+    variant: SceneVariant = field(default_factory=SceneVariant)
+
+    def __post_init__(self) -> None:
+        if not (self.image_size == 0 or 32 <= self.image_size <= 1024):
+            raise ValueError(
+                f"image_size must be 0 (no camera) or between 32 and 1024, got {self.image_size}"
+            )
+        if not 1.0 <= self.control_hz <= 50.0:
+            raise ValueError(f"control_hz must be between 1 and 50, got {self.control_hz}")
+        if self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+
+
+class MockArmEnv(gym.Env):
+    """Franka Panda + 2F-85 gripper, one object, a target; forward and backward tasks, reset-free capable."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, config: MockArmConfig | None = None, render_mode: str | None = None) -> None:
+        self.config = config or MockArmConfig()
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": int(self.config.control_hz)}
+        self.model = build_model(self.config.variant, max(self.config.image_size, 512))
+        self.data = mujoco.MjData(self.model)
+        self.controller = CartesianController(self.model)
+        self.n_substeps = max(
+            _SUBSTEPS_PER_IK, round(1.0 / (self.config.control_hz * self.model.opt.timestep))
+        )
+        self._renderer: mujoco.Renderer | None = None
+        self._site = self.model.site(PINCH_SITE).id
+        self._obj_body = self.model.body(OBJECT_BODY).id
+        self._obj_geom = self.model.geom("object").id
+        self._obj_qadr = self.model.jnt_qposadr[self.model.joint("object_joint").id]
+        self._obj_dadr = self.model.jnt_dofadr[self.model.joint("object_joint").id]
+        self._target_mocap = self.model.body_mocapid[self.model.body(TARGET_BODY).id]
+        self._start_mocap = self.model.body_mocapid[self.model.body(START_BODY).id]
+        self._gripper_geoms = self._subtree_geoms("base_mount")
+        self._driver_qadr = self.model.jnt_qposadr[self.model.joint("right_driver_joint").id]
+        self._ws_low = np.asarray(self.config.workspace_low)
+        self._ws_high = np.asarray(self.config.workspace_high)
+
+        obs_spaces: dict[str, spaces.Space] = {
+            "proprio": spaces.Box(-np.inf, np.inf, (len(PROPRIO_NAMES),), np.float32),
+            "task": spaces.Discrete(len(TASK_NAMES)),
+        }
+        if self.config.image_size:
+            size = self.config.image_size
+            obs_spaces["image"] = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), np.float32)
+
+        self.task = TASK_NAMES[0]
+        self._steps = 0
+        self._target_pos = np.zeros(3)
+        self._target_yaw = 0.0
+        self._gripper_cmd = -1.0
+        self._scene_ready = False
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """Start an episode. Options: ``task`` (name), ``keep_scene`` (reset-free: keep the physical state),
+        ``object_in`` ("start" or "target": where a fresh scene puts the object; default per task)."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task", "keep_scene", "object_in"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use task, keep_scene, object_in")
+        self.task = task_name(options.get("task", self.task))
+        keep_scene = bool(options.get("keep_scene", False)) and self._scene_ready
+        if not keep_scene:
+            default_in = "start" if self.task == "forward" else "target"
+            self._randomize_scene(options.get("object_in", default_in))
+        self._steps = 0
+        return self._observation(), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        """Apply one end-effector delta + gripper action and advance physics by one control period."""
+        if not self._scene_ready:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (len(ACTION_NAMES),):
+            raise ValueError(
+                f"action must have {len(ACTION_NAMES)} values {ACTION_NAMES}, got shape {a.shape}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError("action contains NaN or Inf")
+        a = np.clip(a, -1.0, 1.0)
+        ee = self.data.site_xpos[self._site]
+        start_pos = self._target_pos.copy()
+        goal = np.clip(start_pos + a[:3] * self.config.pos_step, self._ws_low, self._ws_high)
+        # Do not let the commanded pose run away from a blocked arm.
+        goal = ee + np.clip(goal - ee, -2 * self.config.pos_step, 2 * self.config.pos_step)
+        goal = np.clip(goal, self._ws_low, self._ws_high)
+        start_yaw = self._target_yaw
+        goal_yaw = float(np.clip(start_yaw + a[3] * self.config.yaw_step, -np.pi / 2, np.pi / 2))
+        self._gripper_cmd = float(a[4])
+        self.data.ctrl[ARM_DOF] = (self._gripper_cmd + 1.0) / 2.0 * GRIPPER_CTRL_MAX
+        chunks = max(1, self.n_substeps // _SUBSTEPS_PER_IK)
+        for k in range(chunks):
+            frac = (k + 1) / chunks
+            pos = start_pos + frac * (goal - start_pos)
+            yaw = start_yaw + frac * (goal_yaw - start_yaw)
+            self.data.ctrl[:ARM_DOF] = self.controller.joint_targets(self.data, pos, yaw)
+            mujoco.mj_step(self.model, self.data, nstep=self.n_substeps // chunks)
+        self._target_pos, self._target_yaw = goal, goal_yaw
+        self._steps += 1
+        success = self.is_success(self.task)
+        terminated = bool(success and self.config.terminate_on_success)
+        truncated = bool(not terminated and self._steps >= self.config.max_episode_steps)
+        return self._observation(), float(success), terminated, truncated, self._info(success)
+
+    def render(self) -> np.ndarray | None:
+        """Camera frame (rgb_array mode) at the configured image size."""
+        if self.render_mode != "rgb_array":
+            return None
+        return self.camera_frame()
+
+    def camera_frame(self, size: int | None = None) -> np.ndarray:
+        """Render the third-person camera now, at ``size`` pixels (default: the observation size)."""
+        size = size or self.config.image_size or 128
+        if not 32 <= size <= 1024:
+            raise ValueError(f"frame size must be between 32 and 1024, got {size}")
+        return self._render(size)
+
+    def close(self) -> None:
+        """Free the offscreen renderer."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ------------------------------------------------------------ ground truth
+    def is_success(self, task: str | int) -> bool:
+        """Ground-truth success of ``task`` in the current scene (evaluation/auto-labelling only)."""
+        name = task_name(task)
+        if self.object_grasped() or np.linalg.norm(self.data.qvel[self._obj_dadr : self._obj_dadr + 3]) > 0.1:
+            return False
+        obj = self.object_pos()
+        half = self.config.variant.object_half_size
+        if name == "forward":
+            rel = obj[:2] - self.target_pos()[:2]
+            if self.config.variant.target_kind == "bin":
+                inside = bool(np.all(np.abs(rel) < BIN_INNER_HALF))
+            else:
+                inside = bool(np.linalg.norm(rel) < PLATE_RADIUS - 0.01)
+            return inside and obj[2] < TABLE_TOP_Z + 0.008 + half + 0.015
+        rel = obj[:2] - self.start_pos()[:2]
+        return bool(np.all(np.abs(rel) < START_REGION_HALF)) and obj[2] < TABLE_TOP_Z + half + 0.01
+
+    def object_grasped(self) -> bool:
+        """True while any gripper geom touches the object."""
+        for i in range(self.data.ncon):
+            c = self.data.contact[i]
+            pair = {int(c.geom1), int(c.geom2)}
+            if self._obj_geom in pair and pair & self._gripper_geoms:
+                return True
+        return False
+
+    def object_pos(self) -> np.ndarray:
+        """World position of the object centre."""
+        return self.data.xpos[self._obj_body].copy()
+
+    def object_yaw(self) -> float:
+        """Yaw of the object about world z."""
+        return yaw_of(self.data.xmat[self._obj_body])
+
+    def target_pos(self) -> np.ndarray:
+        """World position of the target (bin or plate) base."""
+        return self.data.mocap_pos[self._target_mocap].copy()
+
+    def start_pos(self) -> np.ndarray:
+        """World position of the start-region patch centre."""
+        return self.data.mocap_pos[self._start_mocap].copy()
+
+    def ee_pos(self) -> np.ndarray:
+        """World position of the gripper pinch point."""
+        return self.data.site_xpos[self._site].copy()
+
+    def ee_yaw(self) -> float:
+        """Gripper yaw about world z."""
+        return yaw_of(self.data.site_xmat[self._site])
+
+    def gripper_closed(self) -> float:
+        """Gripper closure in [0, 1] (0 open)."""
+        return float(np.clip(self.data.qpos[self._driver_qadr] / _DRIVER_JOINT_MAX, 0.0, 1.0))
+
+    def joint_positions(self) -> np.ndarray:
+        """The seven arm joint angles."""
+        return self.data.qpos[:ARM_DOF].copy()
+
+    # ---------------------------------------------------------------- helpers
+    def _subtree_geoms(self, root: str) -> set[int]:
+        root_id = self.model.body(root).id
+        bodies = {root_id}
+        for b in range(self.model.nbody):
+            parent = b
+            while parent != 0:
+                if parent == root_id:
+                    bodies.add(b)
+                    break
+                parent = self.model.body_parentid[parent]
+        return {g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in bodies}
+
+    def _randomize_scene(self, object_in: str) -> None:
+        if object_in not in ("start", "target"):
+            raise ValueError(f"object_in must be 'start' or 'target', got {object_in!r}")
+        rng = self.np_random
+        cfg = self.config
+        mujoco.mj_resetData(self.model, self.data)
+        target_xy = rng.uniform(cfg.target_xy_low, cfg.target_xy_high)
+        start_xy = rng.uniform(cfg.start_xy_low, cfg.start_xy_high)
+        self.data.mocap_pos[self._target_mocap] = [*target_xy, TABLE_TOP_Z]
+        self.data.mocap_pos[self._start_mocap] = [*start_xy, TABLE_TOP_Z]
+        half = cfg.variant.object_half_size
+        if object_in == "start":
+            xy = start_xy + rng.uniform(-0.03, 0.03, 2)
+            z = TABLE_TOP_Z + half
+        else:
+            xy = target_xy + rng.uniform(-0.03, 0.03, 2)
+            z = TABLE_TOP_Z + 0.008 + half
+        yaw = rng.uniform(-cfg.object_yaw_range, cfg.object_yaw_range)
+        q = self._obj_qadr
+        self.data.qpos[q : q + 3] = [*xy, z + 0.002]
+        self.data.qpos[q + 3 : q + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        self.data.qpos[:ARM_DOF] = PANDA_HOME_QPOS
+        self.data.ctrl[:ARM_DOF] = PANDA_HOME_QPOS
+        self.data.ctrl[ARM_DOF] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        self._target_pos = self.ee_pos()
+        self._target_yaw = self.ee_yaw()
+        self._gripper_cmd = -1.0
+        mujoco.mj_step(self.model, self.data, nstep=100)  # let the object settle
+        self._scene_ready = True
+
+    def _render(self, size: int) -> np.ndarray:
+        if self._renderer is None or self._renderer.width != size:
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = mujoco.Renderer(self.model, size, size)
+            flags = self._renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
+        self._renderer.update_scene(self.data, camera=CAMERA_NAME)
+        return self._renderer.render()
+
+    def _proprio(self) -> np.ndarray:
+        vel = np.zeros(6)
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE, self._site, vel, 0)
+        yaw = self.ee_yaw()
+        return np.array(
+            [*self.ee_pos(), np.sin(yaw), np.cos(yaw), self.gripper_closed(), *vel[3:]], dtype=np.float32
+        )
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {"proprio": self._proprio(), "task": task_id(self.task)}
+        if self.config.image_size:
+            obs["image"] = self._render(self.config.image_size)
+        return obs
+
+    def _info(self, success: bool | None = None) -> dict[str, Any]:
+        if success is None:
+            success = self.is_success(self.task)
+        return {"task": self.task, "success": bool(success), "steps": self._steps}
