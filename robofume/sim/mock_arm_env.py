@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robofume.sim.arm_controller import ARM_DOF, GRIPPER_CTRL_MAX, CartesianController, yaw_of
+from robofume.sim.gl_preload import preload_before_gl
 from robofume.sim.scene import (
     BIN_INNER_HALF,
     CAMERA_NAME,
@@ -128,7 +129,7 @@ class MockArmEnv(gym.Env):
         self._ws_high = np.asarray(self.config.workspace_high)
 
         obs_spaces: dict[str, spaces.Space] = {
-            "proprio": spaces.Box(-np.inf, np.inf, (len(PROPRIO_NAMES),), np.float32),
+            "proprio": spaces.Box(-10.0, 10.0, (len(PROPRIO_NAMES),), np.float32),
             "task": spaces.Discrete(len(TASK_NAMES)),
         }
         if self.config.image_size:
@@ -323,6 +324,7 @@ class MockArmEnv(gym.Env):
         if self._renderer is None or self._renderer.width != size:
             if self._renderer is not None:
                 self._renderer.close()
+            preload_before_gl()
             self._renderer = mujoco.Renderer(self.model, size, size)
             flags = self._renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False

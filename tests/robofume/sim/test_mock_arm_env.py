@@ -1,0 +1,143 @@
+"""The mock arm env: gymnasium API, spaces, workspace clipping, seeding, reset-free episodes, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from robofume.sim import ACTION_NAMES, PROPRIO_NAMES, MockArmConfig, MockArmEnv, SceneVariant
+
+
+@pytest.fixture(scope="module")
+def state_env() -> MockArmEnv:
+    env = MockArmEnv(MockArmConfig(image_size=0, max_episode_steps=20))
+    yield env
+    env.close()
+
+
+def test_check_env_with_camera() -> None:
+    env = MockArmEnv(MockArmConfig(image_size=64, max_episode_steps=10))
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=1)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    assert obs["image"].std() > 5, "camera frame should show a scene, not a blank image"
+    assert obs["proprio"].shape == (len(PROPRIO_NAMES),)
+    assert env.action_space.shape == (len(ACTION_NAMES),)
+    assert info["task"] == "forward" and info["success"] is False
+    env.close()
+
+
+def test_check_env_without_camera(state_env: MockArmEnv) -> None:
+    check_env(state_env, skip_render_check=True)
+    obs, _ = state_env.reset(seed=0)
+    assert "image" not in obs
+
+
+def test_actions_stay_inside_workspace_box(state_env: MockArmEnv) -> None:
+    cfg = state_env.config
+    low, high = np.array(cfg.workspace_low), np.array(cfg.workspace_high)
+    state_env.reset(seed=3)
+    for direction in ([1, 1, 1], [-1, -1, -1], [1, -1, -1], [-1, 1, 1]):
+        for _ in range(15):
+            state_env.step(np.array([*direction, 0, -1], dtype=np.float32))
+        ee = state_env.ee_pos()
+        assert np.all(ee >= low - 0.02) and np.all(ee <= high + 0.02), ee
+
+
+def test_end_effector_follows_delta_commands(state_env: MockArmEnv) -> None:
+    state_env.reset(seed=4)
+    start = state_env.ee_pos()
+    for _ in range(3):
+        state_env.step(np.array([0, 0, -1, 0, -1], dtype=np.float32))
+    for _ in range(2):  # let the servos settle on the commanded pose
+        state_env.step(np.zeros(5, dtype=np.float32))
+    moved = start - state_env.ee_pos()
+    assert moved[2] == pytest.approx(3 * state_env.config.pos_step, abs=0.01)
+    assert np.abs(moved[:2]).max() < 0.01
+
+
+def test_same_seed_same_episode_and_different_seed_differs() -> None:
+    def rollout(seed: int) -> np.ndarray:
+        env = MockArmEnv(MockArmConfig(image_size=32))
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            obs, *_ = env.step(rng.uniform(-1, 1, 5).astype(np.float32))
+        out = np.concatenate([obs["image"].ravel().astype(float), obs["proprio"], env.object_pos()])
+        env.close()
+        return out
+
+    assert np.array_equal(rollout(7), rollout(7))
+    assert not np.array_equal(rollout(7), rollout(8))
+
+
+def test_placements_are_randomized(state_env: MockArmEnv) -> None:
+    targets = []
+    for seed in range(5):
+        state_env.reset(seed=seed)
+        targets.append(state_env.target_pos()[:2])
+    assert np.ptp(np.array(targets), axis=0).min() > 0.02
+
+
+def test_keep_scene_switches_task_without_moving_anything(state_env: MockArmEnv) -> None:
+    state_env.reset(seed=5, options={"task": "forward"})
+    for _ in range(3):
+        state_env.step(np.array([0.5, 0, -0.5, 0, -1], dtype=np.float32))
+    before = (state_env.object_pos(), state_env.ee_pos(), state_env.target_pos())
+    obs, info = state_env.reset(options={"task": "backward", "keep_scene": True})
+    after = (state_env.object_pos(), state_env.ee_pos(), state_env.target_pos())
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b)
+    assert info["task"] == "backward" and obs["task"] == 1
+
+
+def test_truncates_at_time_limit_without_terminating(state_env: MockArmEnv) -> None:
+    state_env.reset(seed=6)
+    for i in range(state_env.config.max_episode_steps):
+        _, reward, terminated, truncated, _ = state_env.step(np.zeros(5, dtype=np.float32))
+        assert not terminated and reward == 0.0
+        assert truncated == (i == state_env.config.max_episode_steps - 1)
+
+
+def test_ground_truth_checkers_follow_object(state_env: MockArmEnv) -> None:
+    state_env.reset(seed=2, options={"task": "forward"})
+    assert state_env.is_success("backward") and not state_env.is_success("forward")
+    state_env.reset(seed=2, options={"task": "backward"})  # fresh scene, object placed in the bin
+    assert state_env.is_success("forward") and not state_env.is_success("backward")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image_size": 10}, "image_size"),
+        ({"image_size": 4096}, "image_size"),
+        ({"control_hz": 0.0}, "control_hz"),
+        ({"variant": "x"}, None),
+    ],
+)
+def test_bad_config_is_rejected(kwargs: dict, message: str | None) -> None:
+    if message is None:
+        with pytest.raises(ValueError, match="object_shape"):
+            SceneVariant(object_shape="banana")
+        return
+    with pytest.raises(ValueError, match=message):
+        MockArmConfig(**kwargs)
+
+
+def test_bad_task_and_action_are_rejected(state_env: MockArmEnv) -> None:
+    with pytest.raises(ValueError, match="unknown task 'sideways'; expected one of: forward, backward"):
+        state_env.reset(seed=0, options={"task": "sideways"})
+    state_env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        state_env.step(np.array([np.nan, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="5 values"):
+        state_env.step(np.zeros(3))
+    with pytest.raises(ValueError, match="unknown reset option"):
+        state_env.reset(options={"tsak": "forward"})
+
+
+def test_step_before_reset_is_an_error() -> None:
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(5))

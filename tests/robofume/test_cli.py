@@ -1,0 +1,74 @@
+"""The `robofume` CLI: help with examples, one-line errors, JSON benchmark output, the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from robofume.cli import main
+from robofume.data.episode_format import list_episodes
+
+
+def test_help_shows_runnable_examples(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "robofume demo --out outputs/demo" in out and "robofume data generate" in out
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "robofume.cli", "data", "generate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "example: robofume data generate" in result.stdout
+
+
+def test_unwritable_output_is_one_line_error(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    code = main(["data", "generate", "--out", str(blocker / "x"), "--prior", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("robofume: error: cannot create output folder") and "\n" not in err
+    assert blocker.read_text() == "keep me"
+
+
+def test_bad_resolution_is_one_line_error(tmp_path, capsys) -> None:
+    code = main(["data", "generate", "--out", str(tmp_path / "d"), "--image-size", "7"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "image_size must be" in err and "\n" not in err
+
+
+def test_data_info_reports_corrupt_files_without_touching_them(tmp_path, capsys) -> None:
+    bad = tmp_path / "demos" / "forward_000000.npz"
+    bad.parent.mkdir()
+    bad.write_bytes(b"garbage")
+    code = main(["data", "info", str(tmp_path)])
+    info = json.loads(capsys.readouterr().out)
+    assert code == 1 and len(info["corrupt"]) == 1 and str(bad) in info["corrupt"][0]
+    assert bad.read_bytes() == b"garbage"
+
+
+def test_bench_sim_prints_json(capsys) -> None:
+    assert main(["bench", "sim", "--json", "--steps", "10", "--image-size", "64"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bench"] == "sim" and result["image_size"] == 64
+    assert result["steps_per_s_no_camera"] > 0 and result["render_ms_per_frame_median"] > 0
+    assert result["machine"]["cores"] >= 1
+
+
+def test_demo_runs_both_tasks_and_writes_video_and_strip(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--cycles", "1", "--video-size", "64"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [e["task"] for e in summary["episodes"]] == ["forward", "backward"]
+    assert all(e["success"] for e in summary["episodes"]) and summary["scene_resets"] == 0
+    assert os.path.getsize(out / "demo.mp4") > 1000 and os.path.getsize(out / "strip.png") > 1000
+    assert len(list_episodes(out / "data")) == 10
