@@ -1,0 +1,93 @@
+"""`robofume data generate`: what it writes, resume after a crash, and refusing to overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from robofume.data.episode_format import list_episodes, load_episode
+from robofume.data.generate import GenerateConfig, generate_dataset, plan_jobs
+from robofume.data.inspect import dataset_info
+
+
+def _cfg(out, **kw) -> GenerateConfig:
+    base = {"demos_per_task": 1, "failures_per_task": 1, "prior": 2, "image_size": 32, "workers": 1}
+    return GenerateConfig(out=str(out), **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "mock"
+    manifest = generate_dataset(_cfg(out), progress=False)
+    return out, manifest
+
+
+def test_writes_demos_failures_and_prior_with_labels(dataset) -> None:
+    out, manifest = dataset
+    assert manifest["complete"] and manifest["episodes"] == {"demos": 2, "failures": 2, "prior": 2}
+    demos = [load_episode(p) for p in list_episodes(out, "demos")]
+    failures = [load_episode(p) for p in list_episodes(out, "failures")]
+    prior = [load_episode(p) for p in list_episodes(out, "prior")]
+    assert sorted(e.task for e in demos) == ["backward", "forward"]
+    assert all(e.succeeded for e in demos) and not any(e.succeeded for e in failures)
+    for ep in demos + failures + prior:
+        assert ep.frames.dtype == np.uint8 and ep.frames.shape[1:] == (32, 32, 3)
+        assert ep.metadata["instruction"] and ep.metadata["proprio_names"][0] == "ee_x"
+    assert all(e.metadata["scene"] != "target" for e in prior)
+    assert "red cube" not in " ".join(e.metadata["instruction"] for e in prior if e.metadata["scene"]["object_color"] != "red")
+    saved = json.loads((out / "dataset.json").read_text())
+    assert saved["format"] == "robofume-episode" and saved["complete"]
+
+
+def test_refuses_to_overwrite_an_existing_dataset(dataset) -> None:
+    out, _ = dataset
+    before = {p: os.path.getmtime(p) for p in list_episodes(out)}
+    with pytest.raises(FileExistsError, match="--resume"):
+        generate_dataset(_cfg(out), progress=False)
+    assert {p: os.path.getmtime(p) for p in list_episodes(out)} == before
+
+
+def test_resume_regenerates_exactly_what_is_missing_and_keeps_corrupt_files(dataset) -> None:
+    out, _ = dataset
+    files = list_episodes(out)
+    missing, damaged = files[0], files[1]
+    reference = load_episode(missing)
+    os.unlink(missing)
+    with open(damaged, "r+b") as f:
+        f.truncate(100)
+    generate_dataset(_cfg(out, resume=True), progress=False)
+    redone = load_episode(missing)
+    np.testing.assert_array_equal(redone.frames, reference.frames)
+    np.testing.assert_array_equal(redone.actions, reference.actions)
+    load_episode(damaged)
+    assert [p for p in os.listdir(os.path.dirname(damaged)) if ".corrupt-" in p], "damaged file must be kept"
+    info = dataset_info(str(out))
+    assert info["episodes"] == 6 and info["corrupt"] == []
+
+
+def test_seeds_are_distinct_per_episode(tmp_path) -> None:
+    jobs = plan_jobs(_cfg(tmp_path, demos_per_task=5, prior=10))
+    assert len({j.seed for j in jobs}) == len(jobs)
+    assert len({j.path for j in jobs}) == len(jobs)
+
+
+def test_bad_settings_are_rejected(tmp_path) -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        _cfg(tmp_path, image_size=8)
+    with pytest.raises(ValueError, match="prior must be >= 0"):
+        _cfg(tmp_path, prior=-1)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="cannot create output folder"):
+        generate_dataset(_cfg(blocker / "sub"), progress=False)
+
+
+@pytest.mark.slow
+def test_parallel_workers_match_single_worker(tmp_path) -> None:
+    generate_dataset(_cfg(tmp_path / "one"), progress=False)
+    generate_dataset(_cfg(tmp_path / "two", workers=2), progress=False)
+    for a, b in zip(list_episodes(tmp_path / "one"), list_episodes(tmp_path / "two"), strict=True):
+        np.testing.assert_array_equal(load_episode(a).frames, load_episode(b).frames)
