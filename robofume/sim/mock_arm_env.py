@@ -174,29 +174,47 @@ class MockArmEnv(gym.Env):
         if not np.all(np.isfinite(a)):
             raise ValueError("action contains NaN or Inf")
         a = np.clip(a, -1.0, 1.0)
-        ee = self.data.site_xpos[self._site]
-        start_pos = self._target_pos.copy()
-        goal = np.clip(start_pos + a[:3] * self.config.pos_step, self._ws_low, self._ws_high)
-        # Do not let the commanded pose run away from a blocked arm.
-        goal = ee + np.clip(goal - ee, -2 * self.config.pos_step, 2 * self.config.pos_step)
-        goal = np.clip(goal, self._ws_low, self._ws_high)
-        start_yaw = self._target_yaw
-        goal_yaw = float(np.clip(start_yaw + a[3] * self.config.yaw_step, -np.pi / 2, np.pi / 2))
-        self._gripper_cmd = float(a[4])
-        self.data.ctrl[ARM_DOF] = (self._gripper_cmd + 1.0) / 2.0 * GRIPPER_CTRL_MAX
-        chunks = max(1, self.n_substeps // _SUBSTEPS_PER_IK)
-        for k in range(chunks):
-            frac = (k + 1) / chunks
-            pos = start_pos + frac * (goal - start_pos)
-            yaw = start_yaw + frac * (goal_yaw - start_yaw)
-            self.data.ctrl[:ARM_DOF] = self.controller.joint_targets(self.data, pos, yaw)
-            mujoco.mj_step(self.model, self.data, nstep=self.n_substeps // chunks)
-        self._target_pos, self._target_yaw = goal, goal_yaw
+        goal = np.clip(self._target_pos + a[:3] * self.config.pos_step, self._ws_low, self._ws_high)
+        goal_yaw = float(np.clip(self._target_yaw + a[3] * self.config.yaw_step, -np.pi / 2, np.pi / 2))
+        self.apply_target(goal, goal_yaw, (a[4] + 1.0) / 2.0)
         self._steps += 1
         success = self.is_success(self.task)
         terminated = bool(success and self.config.terminate_on_success)
         truncated = bool(not terminated and self._steps >= self.config.max_episode_steps)
         return self._observation(), float(success), terminated, truncated, self._info(success)
+
+    def apply_target(self, pos: np.ndarray, yaw: float, gripper: float) -> None:
+        """Drive the gripper toward an absolute target for one control period.
+
+        ``pos`` is clipped to the workspace box and to two step sizes from the current pose (a blocked
+        arm never winds up a far-away target); ``gripper`` is the closure in [0, 1]. This is the
+        entry point of the ROS mock arm node, which receives absolute targets from the safety gate.
+        """
+        if not self._scene_ready:
+            raise RuntimeError("call reset() before apply_target()")
+        pos = np.asarray(pos, dtype=np.float64)
+        finite = np.all(np.isfinite(pos)) and np.isfinite(yaw) and np.isfinite(gripper)
+        if pos.shape != (3,) or not finite:
+            raise ValueError("target must be a finite 3-vector, a finite yaw and a finite gripper closure")
+        ee = self.data.site_xpos[self._site].copy()
+        cap = 2 * self.config.pos_step
+        goal = np.clip(
+            ee + np.clip(np.clip(pos, self._ws_low, self._ws_high) - ee, -cap, cap),
+            self._ws_low,
+            self._ws_high,
+        )
+        goal_yaw = float(np.clip(yaw, -np.pi / 2, np.pi / 2))
+        start_pos, start_yaw = self._target_pos.copy(), self._target_yaw
+        self._gripper_cmd = float(np.clip(gripper, 0.0, 1.0)) * 2.0 - 1.0
+        self.data.ctrl[ARM_DOF] = float(np.clip(gripper, 0.0, 1.0)) * GRIPPER_CTRL_MAX
+        chunks = max(1, self.n_substeps // _SUBSTEPS_PER_IK)
+        for k in range(chunks):
+            frac = (k + 1) / chunks
+            target = start_pos + frac * (goal - start_pos)
+            target_yaw = start_yaw + frac * (goal_yaw - start_yaw)
+            self.data.ctrl[:ARM_DOF] = self.controller.joint_targets(self.data, target, target_yaw)
+            mujoco.mj_step(self.model, self.data, nstep=self.n_substeps // chunks)
+        self._target_pos, self._target_yaw = goal, goal_yaw
 
     def render(self) -> np.ndarray | None:
         """Camera frame (rgb_array mode) at the configured image size."""
