@@ -216,6 +216,10 @@ class MockArmEnv(gym.Env):
             mujoco.mj_step(self.model, self.data, nstep=self.n_substeps // chunks)
         self._target_pos, self._target_yaw = goal, goal_yaw
 
+    def commanded_target(self) -> tuple[np.ndarray, float, float]:
+        """The last commanded (position, yaw, gripper closure); applying it again holds the arm."""
+        return self._target_pos.copy(), self._target_yaw, (self._gripper_cmd + 1.0) / 2.0
+
     def render(self) -> np.ndarray | None:
         """Camera frame (rgb_array mode) at the configured image size."""
         if self.render_mode != "rgb_array":
@@ -249,9 +253,9 @@ class MockArmEnv(gym.Env):
                 inside = bool(np.all(np.abs(rel) < BIN_INNER_HALF))
             else:
                 inside = bool(np.linalg.norm(rel) < PLATE_RADIUS - 0.01)
-            return inside and obj[2] < TABLE_TOP_Z + 0.008 + half + 0.015
+            return bool(inside and obj[2] < TABLE_TOP_Z + 0.008 + half + 0.015)
         rel = obj[:2] - self.start_pos()[:2]
-        return bool(np.all(np.abs(rel) < START_REGION_HALF)) and obj[2] < TABLE_TOP_Z + half + 0.01
+        return bool(np.all(np.abs(rel) < START_REGION_HALF) and obj[2] < TABLE_TOP_Z + half + 0.01)
 
     def object_grasped(self) -> bool:
         """True while any gripper geom touches the object."""
@@ -281,6 +285,32 @@ class MockArmEnv(gym.Env):
     def ee_pos(self) -> np.ndarray:
         """World position of the gripper pinch point."""
         return self.data.site_xpos[self._site].copy()
+
+    def ee_quat(self) -> np.ndarray:
+        """Gripper orientation as a (w, x, y, z) quaternion in the world frame."""
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self._site])
+        return quat
+
+    def camera_intrinsics(self, size: int) -> tuple[float, float, float, float]:
+        """Pinhole (fx, fy, cx, cy) of the third-person camera for a square ``size`` image."""
+        fovy = np.deg2rad(self.model.cam_fovy[self.model.camera(CAMERA_NAME).id])
+        f = (size / 2.0) / np.tan(fovy / 2.0)
+        return float(f), float(f), size / 2.0, size / 2.0
+
+    def ground_truth(self) -> dict[str, Any]:
+        """Privileged scene state for evaluation and scripted policies (simulation only)."""
+        return {
+            "task": self.task,
+            "success": {name: self.is_success(name) for name in TASK_NAMES},
+            "object_pos": self.object_pos().tolist(),
+            "object_yaw": self.object_yaw(),
+            "object_grasped": self.object_grasped(),
+            "target_pos": self.target_pos().tolist(),
+            "start_pos": self.start_pos().tolist(),
+            "ee_pos": self.ee_pos().tolist(),
+            "ee_yaw": self.ee_yaw(),
+        }
 
     def ee_yaw(self) -> float:
         """Gripper yaw about world z."""

@@ -1,0 +1,153 @@
+"""robofume's own launcher: starts a robot's ROS 2 nodes as processes from the same parameter
+files the ROS 2 launch files read (``config/*.yaml``), so the two cannot drift.
+
+It is what ``robofume robot`` runs, and what the integration tests use, on machines with ROS 2
+from PyPI wheels (which lack ``ros2 launch``). Each node runs as
+``python -m <module> --ros-args -r __node:=<name> -r __ns:=<ns> --params-file <file>``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from robofume_robot.config_paths import config_dir
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node process: its name (= section of the parameter file) and Python module."""
+
+    name: str
+    module: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
+    "mock": (
+        "mock_robot.yaml",
+        (
+            NodeSpec("arm", "robofume_robot.mock_arm_node"),
+            NodeSpec("safety_gate", "robofume_robot.safety_gate_node"),
+        ),
+    ),
+}
+"""Robot flavour -> (parameter file in config/, nodes)."""
+
+
+def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for node processes: localhost-only discovery and the shared-memory Fast DDS profile,
+    unless the caller's environment already says otherwise."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds_shm.xml"))
+    env.setdefault("MUJOCO_GL", "egl")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _param_arg(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return f"{key}:={value}"
+
+
+class Launcher:
+    """Starts, watches and stops node processes; a context manager."""
+
+    def __init__(
+        self,
+        robot: str = "mock",
+        namespace: str = "",
+        overrides: dict[str, dict[str, Any]] | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if robot not in ROBOTS:
+            raise ValueError(f"unknown robot {robot!r}; expected one of: {', '.join(ROBOTS)}")
+        params_name, nodes = ROBOTS[robot]
+        self.params_file = config_dir() / params_name
+        self.nodes = nodes
+        self.namespace = namespace.strip("/")
+        self.overrides = overrides or {}
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.env = ros_environment(env)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def command(self, spec: NodeSpec) -> list[str]:
+        """The command line of one node."""
+        cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+        if self.namespace:
+            cmd += ["-r", f"__ns:=/{self.namespace}"]
+        cmd += ["--params-file", str(self.params_file)]
+        for key, value in {**spec.overrides, **self.overrides.get(spec.name, {})}.items():
+            cmd += ["-p", _param_arg(key, value)]
+        return cmd
+
+    def start(self) -> None:
+        """Start every node; their output goes to ``log_dir/<name>.log`` (or this terminal)."""
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        for spec in self.nodes:
+            out: IO[bytes] | None = None
+            if self.log_dir:
+                out = open(self.log_dir / f"{spec.name}.log", "wb")  # noqa: SIM115 - closed in stop()
+                self._logs.append(out)
+            self.processes[spec.name] = subprocess.Popen(
+                self.command(spec), env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None
+            )
+
+    def check(self) -> None:
+        """Raise ``RuntimeError`` naming the first node that has exited."""
+        for name, proc in self.processes.items():
+            code = proc.poll()
+            if code is not None:
+                where = f"; see {self.log_dir / (name + '.log')}" if self.log_dir else ""
+                raise RuntimeError(f"node {name} exited with code {code}{where}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Interrupt every node, wait up to ``timeout`` s, then kill what is left."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+
+    def __enter__(self) -> Launcher:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def run_robot(robot: str, namespace: str = "", log_dir: str | None = None) -> int:
+    """Run a robot's nodes until Ctrl-C or until one exits; returns a process exit code."""
+    with Launcher(robot, namespace=namespace, log_dir=log_dir) as launcher:
+        names = ", ".join(spec.name for spec in launcher.nodes)
+        print(f"robofume: {robot} robot running ({names}); Ctrl-C to stop", file=sys.stderr)
+        try:
+            while True:
+                launcher.check()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        except RuntimeError as exc:
+            print(f"robofume: error: {exc}", file=sys.stderr)
+            return 1

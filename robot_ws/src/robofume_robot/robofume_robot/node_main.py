@@ -1,0 +1,30 @@
+"""Shared ``main`` for robofume's ROS 2 node modules: init, build, spin, clean shutdown."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.node import Node
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Spin the node made by ``factory`` until Ctrl-C. A configuration error is one line on stderr, exit 2."""
+    rclpy.init(args=args)
+    try:
+        node = factory()
+    except (ValueError, OSError) as exc:
+        print(f"robofume: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except rclpy.executors.ExternalShutdownException:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
