@@ -18,7 +18,9 @@ from robofume_robot.launcher import ros_environment  # noqa: E402
 @contextmanager
 def ros_context() -> Iterator[rclpy.Context]:
     """A fresh rclpy context on this run's ROS_DOMAIN_ID with the launcher's transport settings."""
-    os.environ.update({k: v for k, v in ros_environment().items() if k.startswith(("ROS_", "RMW_", "FASTDDS_"))})
+    os.environ.update(
+        {k: v for k, v in ros_environment().items() if k.startswith(("ROS_", "RMW_", "FASTDDS_"))}
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     try:
@@ -28,7 +30,9 @@ def ros_context() -> Iterator[rclpy.Context]:
 
 
 def spin_until(
-    executor: SingleThreadedExecutor, condition: Callable[[], bool], timeout: float,
+    executor: SingleThreadedExecutor,
+    condition: Callable[[], bool],
+    timeout: float,
     check: Callable[[], None] | None = None,
 ) -> bool:
     """Spin ``executor`` until ``condition()`` or ``timeout`` s; ``check()`` runs each turn (may raise)."""

@@ -22,17 +22,25 @@ from robofume_robot.scripted_policy_node import ScriptedPolicyNode  # noqa: E402
 
 
 def test_forward_then_backward_cycle_over_topics(tmp_path) -> None:
-    with ros_context() as context, Launcher("mock", namespace="robot1", log_dir=tmp_path,
-                                            overrides={"arm": {"seed": 7}}) as launcher:
-        policy = ScriptedPolicyNode(context=context, namespace="robot1",
-                                    parameter_overrides=[Parameter("cycles", value=1)])
+    with (
+        ros_context() as context,
+        Launcher("mock", namespace="robot1", log_dir=tmp_path, overrides={"arm": {"seed": 7}}) as launcher,
+    ):
+        policy = ScriptedPolicyNode(
+            context=context, namespace="robot1", parameter_overrides=[Parameter("cycles", value=1)]
+        )
         watcher = rclpy.create_node("watcher", context=context, namespace="robot1")
         seen: dict[str, list] = {"command": [], "image": [], "info": [], "truth": [], "diag": []}
         watcher.create_subscription(JointState, "arm/command", seen["command"].append, 50)
-        watcher.create_subscription(Image, "camera/color/image_raw", seen["image"].append, qos_profile_sensor_data)
-        watcher.create_subscription(CameraInfo, "camera/color/camera_info", seen["info"].append,
-                                    qos_profile_sensor_data)
-        watcher.create_subscription(String, "sim/ground_truth", lambda m: seen["truth"].append(json.loads(m.data)), 10)
+        watcher.create_subscription(
+            Image, "camera/color/image_raw", seen["image"].append, qos_profile_sensor_data
+        )
+        watcher.create_subscription(
+            CameraInfo, "camera/color/camera_info", seen["info"].append, qos_profile_sensor_data
+        )
+        watcher.create_subscription(
+            String, "sim/ground_truth", lambda m: seen["truth"].append(json.loads(m.data)), 10
+        )
         watcher.create_subscription(DiagnosticArray, "/diagnostics", seen["diag"].append, 10)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(policy)
