@@ -21,5 +21,16 @@ setup(
     maintainer_email="robofume@example.org",
     description="robofume robot-side nodes: camera, arm and safety gate.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            f"{name} = {PACKAGE}.{name}:main"
+            for name in (
+                "mock_arm_node",
+                "safety_gate_node",
+                "realsense_camera_node",
+                "arm_adapter_node",
+                "scripted_policy_node",
+            )
+        ]
+    },
 )
