@@ -82,7 +82,7 @@ class MockArmNode(Node):
         target = parse_target(msg)
         if target is None:
             self.commands_invalid += 1
-            self.get_logger().warn(
+            self.get_logger().warning(
                 "ignoring arm/command that is not x, y, z, yaw, gripper", throttle_duration_sec=5
             )
             return

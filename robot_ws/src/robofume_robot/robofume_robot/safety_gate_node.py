@@ -81,14 +81,14 @@ class SafetyGateNode(Node):
     def _on_action(self, msg: JointState) -> None:
         if self._ee is None:
             self.commands_without_arm_state += 1
-            self.get_logger().warn("no arm/ee_pose yet: command not forwarded", throttle_duration_sec=5)
+            self.get_logger().warning("no arm/ee_pose yet: command not forwarded", throttle_duration_sec=5)
             return
         values, frame_stamp = parse_action(msg)
         result = self.gate.submit(values, frame_stamp, self._now(), *self._ee)
         if result.target is not None:
             self.command_pub.publish(target_msg(result.target, self.get_clock().now().to_msg()))
         elif result.status != "blocked_estop":
-            self.get_logger().warn(f"{result.status}: {result.reason}", throttle_duration_sec=2)
+            self.get_logger().warning(f"{result.status}: {result.reason}", throttle_duration_sec=2)
 
     def _on_tick(self) -> None:
         if self._ee is None:
@@ -113,7 +113,7 @@ class SafetyGateNode(Node):
         self.gate.release_estop("operator via safety/release")
         resp.success = True
         resp.message = "e-stop released" if was is GateState.ESTOP else "e-stop was not engaged"
-        self.get_logger().warn(resp.message)
+        self.get_logger().warning(resp.message)
         return resp
 
     def _publish_diagnostics(self) -> None:
