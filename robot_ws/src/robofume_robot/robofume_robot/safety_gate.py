@@ -22,7 +22,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -31,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from robofume.atomic_io import atomic_writer, fsync_dir
 
 _LOG = logging.getLogger(__name__)
 
@@ -340,7 +341,7 @@ class SafetyGate:
         self._state = GateState.ESTOP
         if self._latch_path is not None:
             try:
-                _atomic_write(self._latch_path, self._estop_reason + "\n")
+                _write_latch(self._latch_path, self._estop_reason + "\n")
                 self._latch_error = ""
             except OSError as exc:
                 self._latch_error = f"cannot write latch {self._latch_path}: {exc}"
@@ -353,7 +354,7 @@ class SafetyGate:
         if self._latch_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._latch_path.unlink()  # OSError other than "missing" propagates: stay latched
-            _fsync_dir(self._latch_path.parent)
+            fsync_dir(self._latch_path.parent)
         if self._state is GateState.ESTOP:
             self._state = GateState.HOLDING
             self._last_valid_time = None
@@ -453,32 +454,8 @@ def _short(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fsync_dir(directory: Path) -> None:
-    """fsync a directory so a rename/unlink in it is durable (best effort where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, replace, fsync folder."""
+def _write_latch(path: Path, text: str) -> None:
+    """Write the latch file atomically (temp file, fsync, rename, fsync folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_writer(path) as f:
+        f.write(text.encode("utf-8"))
