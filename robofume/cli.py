@@ -6,6 +6,7 @@ Examples::
     robofume data generate --out data/mock --demos 20 --failures 10 --prior 300
     robofume data info data/mock
     robofume bench sim --json
+    robofume bench transport --json
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ EXAMPLES = """examples:
   robofume data generate --out data/mock           # demos, failures and prior data (progress bar)
   robofume data info data/mock                     # counts and integrity check
   robofume bench sim --json                        # env steps/s and render ms/frame
+  robofume bench transport --json                  # ROS 2 frame and command latency across processes
+  robofume robot --robot mock                      # mock arm + camera + safety gate as ROS 2 nodes
 """
 
 
@@ -73,15 +76,30 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from robofume.bench.sim_bench import run_sim_bench
+    if args.name == "transport":
+        from robofume_robot.transport_bench import TransportBenchError, run_transport_bench
 
-    result = run_sim_bench(image_size=args.image_size, steps=args.steps)
+        try:
+            result = run_transport_bench(seconds=args.seconds)
+        except TransportBenchError as exc:
+            print(f"robofume: error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        from robofume.bench.sim_bench import run_sim_bench
+
+        result = run_sim_bench(image_size=args.image_size, steps=args.steps)
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
     return 0
+
+
+def _cmd_robot(args: argparse.Namespace) -> int:
+    from robofume_robot.launcher import run_robot
+
+    return run_robot(args.robot, namespace=args.namespace, log_dir=args.log_dir, params=args.param)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,13 +157,37 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="dataset folder")
     info.set_defaults(func=_cmd_data_info)
 
+    robot = verbs.add_parser(
+        "robot",
+        help="run a robot's ROS 2 nodes (arm, camera, safety gate) until Ctrl-C",
+        epilog="examples:\n  robofume robot --robot mock --namespace robot1\n"
+        "  robofume robot --robot real --param safety_gate.limits_file=my_arm_limits.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    robot.add_argument(
+        "--robot", default="mock", choices=["mock", "real"], help="robot flavour (default: mock)"
+    )
+    robot.add_argument("--namespace", default="", help="ROS namespace for this robot (default: none)")
+    robot.add_argument("--log-dir", default=None, help="write each node's output to DIR/<node>.log")
+    robot.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NODE.NAME=VALUE",
+        help="override a node parameter (repeatable), e.g. safety_gate.limits_file=limits.yaml",
+    )
+    robot.set_defaults(func=_cmd_robot)
+
     bench = verbs.add_parser(
         "bench", help="benchmarks; print JSON with --json", epilog="example: robofume bench sim --json"
     )
-    bench.add_argument("name", choices=["sim"], help="which benchmark")
+    bench.add_argument("name", choices=["sim", "transport"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
     bench.add_argument("--steps", type=int, default=200, help="env steps to time (default: 200)")
+    bench.add_argument(
+        "--seconds", type=float, default=10.0, help="transport: seconds per case (default: 10)"
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -37,6 +37,14 @@ ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
             NodeSpec("safety_gate", "robofume_robot.safety_gate_node"),
         ),
     ),
+    "real": (
+        "real_robot.yaml",
+        (
+            NodeSpec("camera", "robofume_robot.realsense_camera_node"),
+            NodeSpec("arm_adapter", "robofume_robot.arm_adapter_node"),
+            NodeSpec("safety_gate", "robofume_robot.safety_gate_node"),
+        ),
+    ),
 }
 """Robot flavour -> (parameter file in config/, nodes)."""
 
@@ -137,9 +145,30 @@ class Launcher:
         self.stop()
 
 
-def run_robot(robot: str, namespace: str = "", log_dir: str | None = None) -> int:
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["safety_gate.limits_file=/x.yaml"]`` -> ``{"safety_gate": {"limits_file": "/x.yaml"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not (sep and dot and node and param):
+            raise ValueError(
+                f"bad --param {item!r}; expected NODE.PARAMETER=VALUE, e.g. safety_gate.limits_file=l.yaml"
+            )
+        out.setdefault(node, {})[param] = value
+    return out
+
+
+def run_robot(
+    robot: str, namespace: str = "", log_dir: str | None = None, params: list[str] | None = None
+) -> int:
     """Run a robot's nodes until Ctrl-C or until one exits; returns a process exit code."""
-    with Launcher(robot, namespace=namespace, log_dir=log_dir) as launcher:
+    overrides = parse_overrides(params or [])
+    known = {spec.name for spec in ROBOTS.get(robot, ("", ()))[1]}
+    unknown = sorted(set(overrides) - known)
+    if unknown and robot in ROBOTS:
+        raise ValueError(f"--param names unknown node(s) {unknown}; {robot} has: {', '.join(sorted(known))}")
+    with Launcher(robot, namespace=namespace, log_dir=log_dir, overrides=overrides) as launcher:
         names = ", ".join(spec.name for spec in launcher.nodes)
         print(f"robofume: {robot} robot running ({names}); Ctrl-C to stop", file=sys.stderr)
         try:

@@ -19,6 +19,7 @@ Run: ``python -m robofume_robot.safety_gate_node --ros-args -p limits_file:=conf
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -55,7 +56,7 @@ class SafetyGateNode(Node):
             raise ValueError(
                 "safety_gate: parameter 'limits_file' is required (a YAML file of safety limits)"
             )
-        latch = str(self.get_parameter("latch_file").value) or None
+        latch = os.path.expanduser(str(self.get_parameter("latch_file").value)) or None
         self.gate = SafetyGate(load_limits(resolve_config_path(limits_file)), latch_path=latch)
         self._ee: tuple[list[float], float] | None = None
         self.commands_without_arm_state = 0

@@ -17,10 +17,14 @@ Run: ``robofume bench transport --json`` or ``python -m robofume_robot.transport
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import itertools
 import json
 import math
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -231,7 +235,7 @@ def _role_image_sub(args: argparse.Namespace) -> int:
         while commands.empty():
             executor.spin_once(timeout_sec=0.01)
         unique = sorted(set(seqs))
-        out_of_order = sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
+        out_of_order = sum(1 for a, b in itertools.pairwise(seqs) if b < a)
         _emit(
             event="done",
             received=len(unique),
@@ -297,9 +301,11 @@ def _role_gate_client(args: argparse.Namespace) -> int:
         executor.add_node(node)
         spin = lambda: executor.spin_once(timeout_sec=0.02)  # noqa: E731
         matched = _wait_for(
-            lambda: pose_pub.get_subscription_count() >= 1
-            and action_pub.get_subscription_count() >= 1
-            and command_sub.get_publisher_count() >= 1,
+            lambda: (
+                pose_pub.get_subscription_count() >= 1
+                and action_pub.get_subscription_count() >= 1
+                and command_sub.get_publisher_count() >= 1
+            ),
             DISCOVERY_TIMEOUT,
             spin,
         )
@@ -358,8 +364,11 @@ def _load_limits_pos_scale() -> float:
 class _Child:
     """A child process whose ``@bench`` lines arrive in a queue; stderr (and chatter) go to a log."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: IO[bytes]) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], log: IO[bytes], interrupt: bool = False
+    ) -> None:
         self.name = name
+        self.interrupt = interrupt
         self.log = log
         self.proc = subprocess.Popen(
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
@@ -399,12 +408,17 @@ class _Child:
             pass
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close stdin (children exit on EOF), wait, then kill."""
+        """Close stdin (role children exit on EOF), interrupt (ROS nodes exit on SIGINT), wait, then kill.
+
+        A clean exit matters: a killed Fast DDS participant leaves its shared-memory files in /dev/shm.
+        """
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
         except OSError:
             pass
+        if self.interrupt and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -419,8 +433,12 @@ def _role_cmd(role: str, **options: float) -> list[str]:
     return cmd
 
 
+def _is_role(cmd: list[str]) -> bool:
+    return "--role" in cmd
+
+
 def bench_environment(profile: bool = True) -> dict[str, str]:
-    """:func:`ros_environment` on this run's ROS domain; without robofume's profile when ``profile`` is False."""
+    """:func:`ros_environment` on this run's ROS domain; ``profile=False`` drops the Fast DDS profile."""
     env = ros_environment()
     env.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
     if not profile:
@@ -446,7 +464,7 @@ def _run_children(
         for name, cmd, env in specs:
             log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed below
             logs.append(log)
-            children.append(_Child(name, cmd, env, log))
+            children.append(_Child(name, cmd, env, log, interrupt=not _is_role(cmd)))
         return body(children)
     except TransportBenchError as exc:
         for child in children:
@@ -551,15 +569,21 @@ def run_gate_case(seconds: float, log_dir: Path, hz: float = 10.0) -> dict[str, 
     }
 
 
+def _machine() -> dict[str, Any]:
+    try:
+        from robofume.bench.machine import machine_info
+    except ImportError:  # robofume_robot built alone (colcon), without the robofume package
+        return {"cores": os.cpu_count() or 0}
+    return dict(machine_info())
+
+
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    out = {}
+    out: dict[str, str] = {}
     for dist in ("ros-fastdds", "ros-rmw-fastrtps-cpp", "rclpy"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -567,10 +591,10 @@ def run_transport_bench(
     seconds: float = 10.0, cases: tuple[ImageCase, ...] = CASES, gate: bool = True
 ) -> dict[str, Any]:
     """Run the camera cases and the safety-gate command case; a JSON-able result with pass/fail targets."""
-    from robofume.bench.machine import machine_info
-
     if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"seconds must be a positive number, got {seconds}")
+    if importlib.util.find_spec("rclpy") is None:
+        raise TransportBenchError("ROS 2 (rclpy) is not installed; ./run.sh setup installs it")
     env = bench_environment(True)
     with tempfile.TemporaryDirectory(prefix="robofume_transport_bench_") as tmp:
         results = [run_image_case(case, seconds, Path(tmp)) for case in cases]
@@ -582,7 +606,7 @@ def run_transport_bench(
         "cases": results,
         "gate_command": gate_result,
         "targets": evaluate_targets(target_case) if target_case else None,
-        "machine": machine_info(),
+        "machine": _machine(),
         "rmw": env.get("RMW_IMPLEMENTATION", ""),
         "versions": _versions(),
         "fastdds_profile": env.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
