@@ -1,0 +1,193 @@
+"""Cal-QL / SAC updates for :class:`policy_server.networks.AgentNetworks`.
+
+One update step on a batch (from ``policy_server.replay_buffer``):
+
+* critic: TD error to ``r + gamma * (1 - terminal) * min_i Q_target_i(s', a')``, ``a' ~ pi(s')``.
+  Only terminal transitions cut the bootstrap; time-limit truncations bootstrap.
+* CQL regulariser (``cql_alpha > 0``): push down ``logsumexp`` of Q over random and policy
+  actions, push up Q of the data actions. **Cal-QL**: the policy-action Q values in the push-down
+  term are floored by the Monte-Carlo return of the data (``calql_lower_bound``), so the learned
+  Q stays calibrated (never pushed below the return the data actually achieved) and online
+  fine-tuning does not start with a collapse.
+* actor: SAC's ``alpha * log pi - Q`` plus a BC term scaled to the RL loss (TD3+BC style: the MSE to
+  the data action times the mean |Q|), so ``bc_weight`` means the same at any reward scale.
+* temperature: SAC's automatic entropy tuning toward ``-action_dim``.
+
+``cql_alpha = 0`` gives plain SAC (used by WSRL after its warm-up and by SAC from scratch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from policy_server.networks import AgentNetworks
+
+BATCH_KEYS = ("frames", "proprio", "actions", "rewards", "next_frames", "next_proprio", "terminals", "tasks")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Hyper-parameters of the update rule (defaults follow RoboFuME / Cal-QL / SERL)."""
+
+    gamma: float = 0.97
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    init_temperature: float = 0.1
+    cql_alpha: float = 5.0
+    """Weight of the CQL regulariser; 0 turns it off (SAC)."""
+    cql_num_actions: int = 4
+    calql: bool = True
+    """Floor the policy-action Q values of the CQL term by the Monte-Carlo return (Cal-QL)."""
+    bc_weight: float = 0.0
+    """Weight of the behaviour-cloning term, relative to the actor's RL loss."""
+    grad_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.cql_alpha < 0 or self.bc_weight < 0:
+            raise ValueError("cql_alpha and bc_weight must be >= 0")
+        if self.cql_num_actions < 1:
+            raise ValueError(f"cql_num_actions must be >= 1, got {self.cql_num_actions}")
+
+
+def td_target(
+    rewards: torch.Tensor, terminals: torch.Tensor, next_q: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``r + gamma * (1 - terminal) * next_q``: truncated (non-terminal) transitions bootstrap."""
+    return rewards + gamma * (1.0 - terminals) * next_q
+
+
+def calql_lower_bound(q_values: torch.Tensor, mc_returns: torch.Tensor) -> torch.Tensor:
+    """Cal-QL: floor Q values of policy actions by the data's Monte-Carlo return (broadcast over
+    leading critic and trailing sample dimensions)."""
+    return torch.maximum(q_values, mc_returns.reshape(1, -1, 1).to(q_values.dtype))
+
+
+class Agent:
+    """Owns the networks' optimisers and performs Cal-QL / SAC updates."""
+
+    def __init__(self, nets: AgentNetworks, cfg: AgentConfig) -> None:
+        self.nets = nets
+        self.cfg = cfg
+        self.device = next(nets.parameters()).device
+        critic_params = [*nets.encoder.parameters(), *nets.critic.parameters()]
+        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(nets.actor.parameters(), lr=cfg.actor_lr)
+        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.target_entropy = -float(nets.cfg.action_dim)
+
+    def _sample_actions(self, state: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n policy actions per state: (B, n, A) actions and (B, n) log-probs."""
+        rep = state.repeat_interleave(n, dim=0)
+        actions, log_probs = self.nets.actor(rep)
+        return actions.view(state.shape[0], n, -1), log_probs.view(state.shape[0], n)
+
+    def _q_of(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q of (B, n, A) actions: (num_critics, B, n)."""
+        b, n, a = actions.shape
+        q = self.nets.critic(state.repeat_interleave(n, dim=0), actions.reshape(b * n, a))
+        return q.view(-1, b, n)
+
+    def update(self, batch: dict[str, torch.Tensor], cql_alpha: float | None = None) -> dict[str, float]:
+        """One gradient step of critic (+ CQL), actor and temperature; returns scalar metrics."""
+        cfg, nets = self.cfg, self.nets
+        cql_alpha = cfg.cql_alpha if cql_alpha is None else cql_alpha
+        b = {k: v.to(self.device) for k, v in batch.items()}
+        alpha = self.log_alpha.exp().detach()
+
+        state = nets.state(b["frames"], b["proprio"], b["tasks"])
+        with torch.no_grad():
+            next_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"])
+            next_action, _ = nets.actor(next_state)
+            target_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"], target=True)
+            next_q = nets.target_critic(target_state, next_action).min(dim=0).values
+            target = td_target(b["rewards"].float(), b["terminals"].float(), next_q, cfg.gamma)
+        q_data = nets.critic(state, b["actions"].float())
+        td_loss = ((q_data - target.unsqueeze(0)) ** 2).mean(dim=1).sum()
+        metrics = {"losses/td": td_loss.item(), "charts/q_data": q_data.mean().item()}
+
+        critic_loss = td_loss
+        if cql_alpha > 0:
+            n = cfg.cql_num_actions
+            act_dim = nets.cfg.action_dim
+            rand = torch.rand(state.shape[0], n, act_dim, device=self.device) * 2 - 1
+            with torch.no_grad():
+                pi_a, pi_logp = self._sample_actions(state.detach(), n)
+                next_a, next_logp = self._sample_actions(next_state, n)
+            q_rand = self._q_of(state, rand) - act_dim * math.log(0.5)
+            q_pi = self._q_of(state, pi_a)
+            q_next = self._q_of(state, next_a)
+            if cfg.calql:
+                mc = b["mc_returns"].float()
+                bounded = (q_pi < mc.reshape(1, -1, 1)).float().mean()
+                q_pi, q_next = calql_lower_bound(q_pi, mc), calql_lower_bound(q_next, mc)
+                metrics["charts/calql_bound_rate"] = bounded.item()
+            cat = torch.cat([q_rand, q_pi - pi_logp.unsqueeze(0), q_next - next_logp.unsqueeze(0)], dim=-1)
+            cql_gap = (torch.logsumexp(cat, dim=-1) - q_data).mean(dim=1).sum()
+            critic_loss = critic_loss + cql_alpha * cql_gap
+            metrics["losses/cql_gap"] = cql_gap.item()
+
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in self.critic_opt.param_groups for p in g["params"]], cfg.grad_clip
+        )
+        self.critic_opt.step()
+        metrics["losses/critic"] = critic_loss.item()
+
+        actor_state = state.detach()
+        action, log_prob = nets.actor(actor_state)
+        q_pi_actor = nets.critic(actor_state, action).mean(dim=0)
+        actor_loss = (alpha * log_prob - q_pi_actor).mean()
+        if cfg.bc_weight > 0:
+            mean_action, _ = nets.actor(actor_state, deterministic=True)
+            bc = F.mse_loss(mean_action, b["actions"].float())
+            actor_loss = actor_loss + cfg.bc_weight * q_pi_actor.abs().mean().detach().clamp(min=1.0) * bc
+            metrics["losses/bc"] = bc.item()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        torch.nn.utils.clip_grad_norm_(nets.actor.parameters(), cfg.grad_clip)
+        self.actor_opt.step()
+
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        nets.soft_update_targets(cfg.tau)
+        metrics.update({"losses/actor": actor_loss.item(), "charts/alpha": alpha.item(),
+                        "charts/entropy": -log_prob.mean().item()})  # fmt: skip
+        return metrics
+
+    def optimizer_state(self) -> dict[str, torch.Tensor]:
+        """Flat tensor dict of optimiser states and the temperature, for safetensors checkpoints."""
+        out: dict[str, torch.Tensor] = {"log_alpha": self.log_alpha.detach().clone()}
+        for name, opt in (("critic", self.critic_opt), ("actor", self.actor_opt), ("alpha", self.alpha_opt)):
+            for idx, st in opt.state_dict()["state"].items():
+                for key, value in st.items():
+                    out[f"opt.{name}.{idx}.{key}"] = torch.as_tensor(value).detach().clone()
+        return out
+
+    def load_optimizer_state(self, flat: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`optimizer_state` saved (shapes must match)."""
+        with torch.no_grad():
+            self.log_alpha.copy_(flat["log_alpha"])
+        for name, opt in (("critic", self.critic_opt), ("actor", self.actor_opt), ("alpha", self.alpha_opt)):
+            sd = opt.state_dict()
+            prefix = f"opt.{name}."
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in flat.items():
+                if key.startswith(prefix):
+                    idx, field = key[len(prefix) :].split(".", 1)
+                    state.setdefault(int(idx), {})[field] = value.clone()
+            sd["state"] = state
+            opt.load_state_dict(sd)

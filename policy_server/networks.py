@@ -1,0 +1,179 @@
+"""Networks of the robofume agent: image encoder, task conditioning, tanh-Gaussian actor, Q ensemble.
+
+Inputs are the robot's observation (camera frame as uint8 HxWx3, proprioception vector) and the
+active task (forward/backward). Task conditioning is a fixed embedding table saved with the
+weights: either one-hot, or text embeddings of the task instructions (RoboFuME embeds them with
+CLIP's text tower and found one-hot clearly worse), computed once per task and cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shapes and sizes of the agent's networks."""
+
+    image_size: int = 64
+    """Side of the square image the encoder sees; camera frames of another size are resized."""
+    proprio_dim: int = 9
+    action_dim: int = 5
+    num_tasks: int = 2
+    task_embed_dim: int = 0
+    """0: one-hot task ids; > 0: a (num_tasks, task_embed_dim) text-embedding table."""
+    encoder_channels: int = 32
+    feature_dim: int = 64
+    hidden_dim: int = 256
+    num_critics: int = 2
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.image_size <= 256:
+            raise ValueError(f"image_size must be between 32 and 256, got {self.image_size}")
+        for name in ("proprio_dim", "action_dim", "num_tasks", "feature_dim", "hidden_dim", "num_critics"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def task_dim(self) -> int:
+        """Width of the task conditioning vector."""
+        return self.task_embed_dim or self.num_tasks
+
+
+class ImageEncoder(nn.Module):
+    """uint8 (B, H, W, 3) frames -> (B, feature_dim) features: a small strided CNN (DrQ/SERL style)."""
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        c = cfg.encoder_channels
+        self.image_size = cfg.image_size
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, c, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
+        )  # fmt: skip
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).numel()
+        self.head = nn.Sequential(nn.Linear(flat, cfg.feature_dim), nn.LayerNorm(cfg.feature_dim), nn.Tanh())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode a batch of uint8 HWC frames."""
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="area")
+        return self.head(self.convs(x).flatten(1))
+
+
+class TaskEmbedding(nn.Module):
+    """Fixed per-task conditioning vectors (one-hot, or cached instruction text embeddings)."""
+
+    def __init__(self, cfg: NetworkConfig, text_embeddings: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if cfg.task_embed_dim:
+            if text_embeddings is None:
+                text_embeddings = torch.zeros(cfg.num_tasks, cfg.task_embed_dim)
+            expected = (cfg.num_tasks, cfg.task_embed_dim)
+            if tuple(text_embeddings.shape) != expected:
+                raise ValueError(f"text embeddings must be {expected}, got {tuple(text_embeddings.shape)}")
+            table = F.normalize(text_embeddings.float(), dim=-1)
+        else:
+            table = torch.eye(cfg.num_tasks)
+        self.register_buffer("table", table)
+
+    def forward(self, task: torch.Tensor) -> torch.Tensor:
+        """Conditioning vectors for integer task ids."""
+        return self.table[task.long()]
+
+
+def mlp(inp: int, hidden: int, out: int, layer_norm: bool = False) -> nn.Sequential:
+    """Two hidden layers with ReLU (and LayerNorm after each when ``layer_norm``)."""
+    layers: list[nn.Module] = []
+    for i, o in ((inp, hidden), (hidden, hidden)):
+        layers += [nn.Linear(i, o), *([nn.LayerNorm(o)] if layer_norm else []), nn.ReLU()]
+    layers.append(nn.Linear(hidden, out))
+    return nn.Sequential(*layers)
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a | s): a Gaussian squashed by tanh into [-1, 1]^action_dim."""
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = mlp(cfg.feature_dim + cfg.proprio_dim + cfg.task_dim, cfg.hidden_dim, 2 * cfg.action_dim)
+
+    def forward(self, state: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, log-probability) for a state vector; the mean action when ``deterministic``."""
+        mean, log_std = self.net(state).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        if deterministic:
+            return torch.tanh(mean), torch.zeros(state.shape[0], device=state.device)
+        std = log_std.exp()
+        pre = mean + std * torch.randn_like(mean)
+        action = torch.tanh(pre)
+        log_prob = (-0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
+        return action, log_prob
+
+
+class CriticEnsemble(nn.Module):
+    """``num_critics`` independent Q(s, a) MLPs with LayerNorm; returns (num_critics, B)."""
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        inp = cfg.feature_dim + cfg.proprio_dim + cfg.task_dim + cfg.action_dim
+        self.qs = nn.ModuleList(mlp(inp, cfg.hidden_dim, 1, layer_norm=True) for _ in range(cfg.num_critics))
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q values of every critic."""
+        x = torch.cat([state, action], dim=-1)
+        return torch.stack([q(x).squeeze(-1) for q in self.qs])
+
+
+class AgentNetworks(nn.Module):
+    """Encoder, task embedding, actor, critics and target critics of one agent.
+
+    The critic's gradients train the encoder; the actor sees detached features (DrQ/SERL).
+    ``act`` is the policy server's contract: uint8 images, proprio, task ids -> actions in [-1, 1].
+    """
+
+    def __init__(self, cfg: NetworkConfig, text_embeddings: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ImageEncoder(cfg)
+        self.task_embedding = TaskEmbedding(cfg, text_embeddings)
+        self.actor = TanhGaussianActor(cfg)
+        self.critic = CriticEnsemble(cfg)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def state(
+        self, images: torch.Tensor, proprio: torch.Tensor, task: torch.Tensor, target: bool = False
+    ) -> torch.Tensor:
+        """Concatenated (image features, proprio, task conditioning)."""
+        encoder = self.target_encoder if target else self.encoder
+        return torch.cat([encoder(images), proprio.float(), self.task_embedding(task)], dim=-1)
+
+    @torch.no_grad()
+    def act(
+        self, images: torch.Tensor, proprio: torch.Tensor, task: torch.Tensor, deterministic: bool = True
+    ) -> torch.Tensor:
+        """Actions for a batch of observations (the policy server's entry point)."""
+        action, _ = self.actor(self.state(images, proprio, task), deterministic=deterministic)
+        return action
+
+    @torch.no_grad()
+    def soft_update_targets(self, tau: float) -> None:
+        """Polyak-average the target encoder and critics toward the online ones."""
+        for online, target in ((self.encoder, self.target_encoder), (self.critic, self.target_critic)):
+            for p, tp in zip(online.parameters(), target.parameters(), strict=True):
+                tp.lerp_(p, tau)

@@ -1,0 +1,94 @@
+"""Cal-QL update: the lower bound, terminal vs truncated targets, finite updates, and a small
+learning problem it must solve (task-conditioned, from offline data only)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from policy_server.calql import Agent, AgentConfig, calql_lower_bound, td_target
+from policy_server.networks import AgentNetworks, NetworkConfig
+
+
+def test_calql_lower_bound_floors_policy_q_by_mc_return() -> None:
+    q = torch.tensor([[[0.1, 2.0], [-1.0, 0.5]]], requires_grad=True)  # (critics=1, B=2, samples=2)
+    mc = torch.tensor([1.0, -2.0])
+    bounded = calql_lower_bound(q, mc)
+    torch.testing.assert_close(bounded, torch.tensor([[[1.0, 2.0], [-1.0, 0.5]]]))
+    bounded.sum().backward()
+    torch.testing.assert_close(q.grad, torch.tensor([[[0.0, 1.0], [1.0, 1.0]]]))  # floored values get no push
+
+
+def test_truncated_transitions_bootstrap_and_terminal_ones_do_not() -> None:
+    rewards = torch.tensor([0.0, 1.0, 0.0])
+    terminals = torch.tensor(
+        [0.0, 1.0, 0.0]
+    )  # second: success (terminal); first/third: mid-episode/truncated
+    next_q = torch.tensor([0.5, 0.9, 0.8])
+    torch.testing.assert_close(td_target(rewards, terminals, next_q, 0.9), torch.tensor([0.45, 1.0, 0.72]))
+
+
+def _bandit_batch(n: int, size: int = 32) -> dict[str, torch.Tensor]:
+    """One-step episodes: reward 1 when the sign of action[0] matches the task (+ forward, - backward)."""
+    g = torch.Generator().manual_seed(1)
+    tasks = torch.randint(0, 2, (n,), generator=g)
+    actions = torch.rand(n, 5, generator=g) * 2 - 1
+    sign = torch.where(tasks == 0, 1.0, -1.0)
+    rewards = (actions[:, 0] * sign > 0).float()
+    frames = torch.full((n, size, size, 3), 128, dtype=torch.uint8)  # uninformative: the task must decide
+    return {
+        "frames": frames, "proprio": torch.zeros(n, 9), "actions": actions, "rewards": rewards,
+        "next_frames": frames, "next_proprio": torch.zeros(n, 9), "terminals": torch.ones(n),
+        "tasks": tasks, "mc_returns": rewards,
+    }  # fmt: skip
+
+
+def test_update_is_finite_and_reports_metrics() -> None:
+    torch.manual_seed(0)
+    agent = Agent(AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32)), AgentConfig(bc_weight=1.0))
+    metrics = agent.update(_bandit_batch(32))
+    for key in (
+        "losses/td",
+        "losses/cql_gap",
+        "losses/actor",
+        "losses/bc",
+        "charts/alpha",
+        "charts/calql_bound_rate",
+    ):
+        assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
+
+
+@pytest.mark.parametrize("cql_alpha", [0.0, 1.0])
+def test_learns_task_conditioned_bandit_from_offline_data(cql_alpha: float) -> None:
+    torch.manual_seed(0)
+    cfg = NetworkConfig(image_size=32, hidden_dim=64, feature_dim=16, encoder_channels=8)
+    agent = Agent(AgentNetworks(cfg), AgentConfig(cql_alpha=cql_alpha, actor_lr=1e-3, critic_lr=1e-3))
+    data = _bandit_batch(512)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(150):
+        idx = torch.randint(0, 512, (64,), generator=g)
+        agent.update({k: v[idx] for k, v in data.items()})
+    test = _bandit_batch(64)
+    actions = agent.nets.act(test["frames"], test["proprio"], test["tasks"])
+    sign = torch.where(test["tasks"] == 0, 1.0, -1.0)
+    assert (actions[:, 0] * sign > 0).float().mean() >= 0.95
+
+
+def test_optimizer_state_round_trip() -> None:
+    torch.manual_seed(0)
+    nets = AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32))
+    agent = Agent(nets, AgentConfig())
+    agent.update(_bandit_batch(16))
+    flat = agent.optimizer_state()
+    assert all(isinstance(v, torch.Tensor) for v in flat.values())
+    other = Agent(AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32)), AgentConfig())
+    other.load_optimizer_state(flat)
+    torch.testing.assert_close(other.log_alpha, agent.log_alpha)
+    key = next(k for k in flat if k.startswith("opt.critic.") and k.endswith("exp_avg"))
+    idx = int(key.split(".")[2])
+    torch.testing.assert_close(other.critic_opt.state_dict()["state"][idx]["exp_avg"], flat[key])
+
+
+def test_bad_agent_config_rejected() -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        AgentConfig(gamma=1.5)

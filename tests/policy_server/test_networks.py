@@ -1,0 +1,77 @@
+"""Agent networks: shapes, action bounds, task conditioning, log-probabilities, target updates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from policy_server.networks import AgentNetworks, NetworkConfig, TanhGaussianActor
+
+
+def _obs(b: int = 4, size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (b, size, size, 3), dtype=torch.uint8, generator=g)
+    return images, torch.randn(b, 9, generator=g), torch.tensor([0, 1] * (b // 2))
+
+
+def test_act_is_bounded_and_resizes_camera_frames() -> None:
+    nets = AgentNetworks(NetworkConfig(image_size=32))
+    images, proprio, task = _obs(size=48)  # a camera size other than the encoder's
+    action = nets.act(images, proprio, task)
+    assert action.shape == (4, 5) and action.abs().max() <= 1.0
+    q = nets.critic(nets.state(images, proprio, task), action)
+    assert q.shape == (2, 4)
+
+
+def test_task_changes_the_action() -> None:
+    torch.manual_seed(0)
+    nets = AgentNetworks(NetworkConfig(image_size=32))
+    images, proprio, _ = _obs(b=2)
+    images[1], proprio[1] = images[0], proprio[0]
+    action = nets.act(images, proprio, torch.tensor([0, 1]))
+    assert not torch.allclose(action[0], action[1])
+
+
+def test_text_embeddings_are_a_saved_buffer_and_validated() -> None:
+    emb = torch.randn(2, 16)
+    nets = AgentNetworks(NetworkConfig(image_size=32, task_embed_dim=16), text_embeddings=emb)
+    assert "task_embedding.table" in nets.state_dict()
+    torch.testing.assert_close(nets.task_embedding.table[1].norm(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="text embeddings must be"):
+        AgentNetworks(NetworkConfig(image_size=32, task_embed_dim=16), text_embeddings=torch.randn(3, 16))
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
+    torch.manual_seed(0)
+    cfg = NetworkConfig(image_size=32, action_dim=1, feature_dim=1, proprio_dim=1, num_tasks=1)
+    actor = TanhGaussianActor(cfg)
+    state = torch.zeros(20000, cfg.feature_dim + cfg.proprio_dim + cfg.task_dim)
+    action, log_prob = actor(state)
+    mean, log_std = actor.net(state[:1]).chunk(2, dim=-1)
+    pre = torch.atanh(action[:5].clamp(-0.999999, 0.999999))
+    std = log_std.exp()
+    expected = (
+        -0.5 * ((pre - mean) / std) ** 2
+        - log_std
+        - 0.5 * math.log(2 * math.pi)
+        - torch.log(1 - action[:5] ** 2)
+    )
+    torch.testing.assert_close(log_prob[:5], expected.squeeze(-1), atol=2e-3, rtol=1e-3)
+
+
+def test_soft_update_moves_targets_toward_online() -> None:
+    nets = AgentNetworks(NetworkConfig(image_size=32))
+    with torch.no_grad():
+        for p in nets.critic.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in nets.target_critic.parameters()]
+    nets.soft_update_targets(0.5)
+    for b, t, o in zip(before, nets.target_critic.parameters(), nets.critic.parameters(), strict=True):
+        torch.testing.assert_close(t, (b + o) / 2)
+
+
+def test_bad_config_rejected() -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        NetworkConfig(image_size=16)
