@@ -9,6 +9,7 @@ CLIP's text tower and found one-hot clearly worse), computed once per task and c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -177,3 +178,20 @@ class AgentNetworks(nn.Module):
         for online, target in ((self.encoder, self.target_encoder), (self.critic, self.target_critic)):
             for p, tp in zip(online.parameters(), target.parameters(), strict=True):
                 tp.lerp_(p, tau)
+
+
+def network_config_from_dict(config: dict) -> NetworkConfig:
+    """``NetworkConfig`` from a resolved config (its ``"network"`` section, or the dict itself);
+    unknown keys are an error so that a typo never silently falls back to a default."""
+    section = config.get("network", config)
+    known = {f.name for f in dataclasses.fields(NetworkConfig)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"unknown network config key(s): {', '.join(unknown)}")
+    return NetworkConfig(**section)
+
+
+def build_policy_from_config(config: dict) -> AgentNetworks:
+    """A fresh ``AgentNetworks`` for the config saved beside a weight file (the policy server's factory).
+    The task embedding table is a buffer, so loading the weights restores it."""
+    return AgentNetworks(network_config_from_dict(config))

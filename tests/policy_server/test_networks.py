@@ -75,3 +75,22 @@ def test_soft_update_moves_targets_toward_online() -> None:
 def test_bad_config_rejected() -> None:
     with pytest.raises(ValueError, match="image_size"):
         NetworkConfig(image_size=16)
+
+
+def test_policy_server_factory_round_trip_through_weight_store(tmp_path) -> None:
+    from dataclasses import asdict
+
+    from policy_server.networks import build_policy_from_config
+    from policy_server.weights import WeightStore, load_into
+
+    cfg = NetworkConfig(image_size=32, task_embed_dim=8)
+    nets = AgentNetworks(cfg, text_embeddings=torch.randn(2, 8))
+    store = WeightStore(tmp_path)
+    version = store.publish(nets.state_dict(), {"network": asdict(cfg)}, step=3)
+    state, meta = store.load(version)
+    fresh = build_policy_from_config(meta.config)
+    load_into(fresh, state, meta)
+    images, proprio, task = _obs()
+    torch.testing.assert_close(fresh.act(images, proprio, task), nets.act(images, proprio, task))
+    with pytest.raises(ValueError, match="unknown network config key"):
+        build_policy_from_config({"network": {"image_sise": 64}})
