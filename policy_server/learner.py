@@ -1,0 +1,299 @@
+"""The learner: offline Cal-QL pre-training and online fine-tuning from the durable replay buffer.
+
+It runs in-process (benchmarks, tests) or as its own process (``robofume learner``), reading the
+buffer the recorder writes (``ReplayBuffer.refresh``) and publishing versioned weights for the
+policy server (``WeightStore``). Online recipes:
+
+* ``calql``: keep Cal-QL, sampling offline and online data alike;
+* ``wsrl``: wait for ``wsrl_warmup_transitions`` online transitions (collected by the frozen
+  pre-trained policy), then SAC (no CQL) on online data only; offline data is dropped;
+* ``rlpd``: SAC on batches that are half offline, half online.
+
+Updates follow the update-to-data ratio: after N online transitions the learner has done at most
+``utd_ratio * N`` online updates. Checkpoints (network weights, optimiser state, counters, the
+resolved config) are written atomically as safetensors + JSON; a restarted learner resumes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from policy_server.calql import Agent, AgentConfig
+from policy_server.networks import AgentNetworks, NetworkConfig
+from policy_server.replay_buffer import Batch, ReplayBuffer
+from policy_server.weights import WeightFileError, WeightStore, load_into
+
+RECIPES: tuple[str, ...] = ("calql", "wsrl", "rlpd")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Everything that defines a learner run; saved beside every checkpoint and weight file."""
+
+    recipe: str = "calql"
+    batch_size: int = 256
+    utd_ratio: float = 4.0
+    """Online updates per online transition."""
+    pretrain_steps: int = 20_000
+    wsrl_warmup_transitions: int = 5_000
+    publish_every: int = 50
+    """Publish weights every this many updates (HIL-SERL: 50)."""
+    checkpoint_every_s: float = 60.0
+    log_every: int = 100
+    seed: int = 0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
+        if self.batch_size < 2 or self.utd_ratio <= 0 or self.publish_every < 1:
+            raise ValueError("batch_size must be >= 2, utd_ratio > 0 and publish_every >= 1")
+
+
+def config_to_dict(cfg: LearnerConfig) -> dict[str, Any]:
+    """JSON-able resolved config."""
+    return asdict(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> LearnerConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys at any level are a one-line ``ValueError``."""
+
+    def build(cls: type, values: dict[str, Any], where: str) -> Any:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {where} config key(s): {', '.join(unknown)}")
+        kwargs = dict(values)
+        for name, sub in (("network", NetworkConfig), ("agent", AgentConfig)):
+            if name in kwargs and cls is LearnerConfig:
+                kwargs[name] = build(sub, kwargs[name], name)
+        return cls(**kwargs)
+
+    return build(LearnerConfig, data, "learner")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def batch_to_torch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    """Replay batch (numpy) -> tensors on ``device``."""
+    keys = ("frames", "proprio", "actions", "rewards", "next_frames", "next_proprio", "terminals", "tasks")
+    out = {k: torch.from_numpy(np.ascontiguousarray(getattr(batch, k))).to(device) for k in keys}
+    out["mc_returns"] = torch.from_numpy(batch.mc_returns).to(device)
+    return out
+
+
+def concat_batches(a: Batch, b: Batch) -> Batch:
+    """Stack two batches (RLPD's offline + online halves)."""
+    return Batch(
+        **{
+            f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+            for f in dataclasses.fields(Batch)
+        }
+    )
+
+
+class Learner:
+    """Trains the agent from a replay buffer, publishes weights, checkpoints and resumes."""
+
+    def __init__(
+        self,
+        cfg: LearnerConfig,
+        run_dir: str | os.PathLike[str],
+        buffer: ReplayBuffer,
+        device: str = "auto",
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.buffer = buffer
+        self.device = resolve_device(device)
+        self.log = log or (lambda msg: print(f"robofume learner: {msg}", file=sys.stderr))
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.nets = AgentNetworks(cfg.network).to(self.device)
+        self.agent = Agent(self.nets, cfg.agent)
+        self.weights = WeightStore(self.run_dir / "weights")
+        self.checkpoints = WeightStore(self.run_dir / "checkpoints")
+        self.counters: dict[str, int] = {
+            "updates": 0,
+            "pretrain_updates": 0,
+            "online_updates": 0,
+            "weight_version": 0,
+        }
+        self._last_checkpoint = time.monotonic()
+        self._tb: Any = None
+        self.resumed = self._resume()
+
+    # ------------------------------------------------------------ batches
+    def sample(self, phase: str) -> Batch:
+        """A batch for ``phase`` ("pretrain" or "online") following the recipe."""
+        bs, recipe = self.cfg.batch_size, self.cfg.recipe
+        if phase == "pretrain":
+            return self.buffer.sample(bs, self.rng, source="offline")
+        if recipe == "wsrl":
+            return self.buffer.sample(bs, self.rng, source="online")
+        if recipe == "rlpd":
+            half = bs // 2
+            offline = self.buffer.sample(half, self.rng, source="offline")
+            return concat_batches(offline, self.buffer.sample(bs - half, self.rng, source="online"))
+        return self.buffer.sample(bs, self.rng)
+
+    def _cql_alpha(self, phase: str) -> float:
+        if phase == "pretrain" or self.cfg.recipe == "calql":
+            return self.cfg.agent.cql_alpha
+        return 0.0
+
+    def update(self, phase: str) -> dict[str, float]:
+        """One gradient update of ``phase``."""
+        metrics = self.agent.update(
+            batch_to_torch(self.sample(phase), self.device), cql_alpha=self._cql_alpha(phase)
+        )
+        self.counters["updates"] += 1
+        self.counters[f"{phase}_updates"] += 1
+        if self.counters["updates"] % self.cfg.log_every == 0:
+            self._log_scalars(metrics)
+        if self.counters["updates"] % self.cfg.publish_every == 0:
+            self.publish()
+        if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint_every_s:
+            self.save_checkpoint()
+        return metrics
+
+    # ------------------------------------------------------------ phases
+    def pretrain(self, steps: int | None = None, progress: bool = True) -> dict[str, float]:
+        """Offline Cal-QL on the buffer's offline data; continues where a resumed run stopped."""
+        total = self.cfg.pretrain_steps if steps is None else steps
+        todo = max(0, total - self.counters["pretrain_updates"])
+        metrics: dict[str, float] = {}
+        for _ in tqdm(range(todo), desc="pretrain", unit="upd", disable=not progress):
+            metrics = self.update("pretrain")
+        self.publish()
+        self.save_checkpoint()
+        return metrics
+
+    def online_transitions(self) -> int:
+        """Online transitions currently in the buffer."""
+        return len(self.buffer.valid_indices("online"))
+
+    def update_budget(self) -> int:
+        """Online updates allowed now by the update-to-data ratio (and the WSRL warm-up)."""
+        n = self.online_transitions()
+        if self.cfg.recipe == "wsrl" and n < self.cfg.wsrl_warmup_transitions:
+            return 0
+        return max(0, int(self.cfg.utd_ratio * n) - self.counters["online_updates"])
+
+    def train_online(
+        self, stop: Callable[[], bool], max_updates: int | None = None, poll_s: float = 0.05
+    ) -> int:
+        """Train while ``stop()`` is false: refresh the buffer, spend the update budget, publish and
+        checkpoint as configured. Returns the number of updates done."""
+        done = 0
+        while not stop() and (max_updates is None or done < max_updates):
+            self.buffer.refresh()
+            budget = self.update_budget()
+            if max_updates is not None:
+                budget = min(budget, max_updates - done)
+            if budget <= 0:
+                time.sleep(poll_s)
+                continue
+            for _ in range(budget):
+                self.update("online")
+                done += 1
+                if stop():
+                    break
+        self.publish()
+        self.save_checkpoint()
+        return done
+
+    # ------------------------------------------------------------ weights and checkpoints
+    def publish(self) -> int:
+        """Publish the current networks as a new weight version for the policy server."""
+        version = self.weights.publish(
+            self.nets.state_dict(), config_to_dict(self.cfg), step=self.counters["updates"]
+        )
+        self.counters["weight_version"] = version
+        return version
+
+    def save_checkpoint(self, keep: int = 3) -> int:
+        """Atomically save networks, optimiser state, counters and config; keep the newest ``keep``."""
+        state = {f"nets.{k}": v for k, v in self.nets.state_dict().items()}
+        state.update({f"agent.{k}": v for k, v in self.agent.optimizer_state().items()})
+        meta = {"learner": config_to_dict(self.cfg), "counters": dict(self.counters)}
+        version = self.checkpoints.publish(state, meta, step=self.counters["updates"])
+        self.checkpoints.prune(keep)
+        self._last_checkpoint = time.monotonic()
+        return version
+
+    def _resume(self) -> bool:
+        """Load the newest loadable checkpoint; a damaged one is reported and the previous one used."""
+        for version in reversed(self.checkpoints.versions()):
+            try:
+                state, meta = self.checkpoints.load(version)
+            except (WeightFileError, FileNotFoundError) as exc:
+                self.log(f"skipping checkpoint {version}: {exc}")
+                continue
+            saved = meta.config.get("learner", {})
+            if saved.get("network") != config_to_dict(self.cfg)["network"]:
+                raise ValueError(
+                    f"checkpoint {version} in {self.checkpoints.root} has another network config; "
+                    "use a new run folder or the same settings"
+                )
+            nets_state = {k[5:]: v for k, v in state.items() if k.startswith("nets.")}
+            load_into(self.nets, nets_state)
+            self.agent.load_optimizer_state(
+                {k[6:]: v.to(self.device) for k, v in state.items() if k.startswith("agent.")}
+            )
+            self.counters.update({k: int(v) for k, v in meta.config["counters"].items()})
+            self.log(f"resumed from checkpoint {version} at update {self.counters['updates']}")
+            return True
+        return False
+
+    def _log_scalars(self, metrics: dict[str, float]) -> None:
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+        if self._tb:
+            step = self.counters["updates"]
+            for key, value in metrics.items():
+                self._tb.add_scalar(key, value, step)
+            self._tb.add_scalar("charts/weight_version", self.counters["weight_version"], step)
+
+    def close(self) -> None:
+        """Flush TensorBoard logs."""
+        if self._tb:
+            self._tb.close()
+
+
+def write_resolved_config(run_dir: str | os.PathLike[str], cfg: LearnerConfig) -> None:
+    """Save the resolved config as ``config.json`` in the run folder (human reference)."""
+    from robofume.atomic_io import write_json_atomic
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(run_dir) / "config.json", config_to_dict(cfg))
+
+
+def load_config_file(path: str | os.PathLike[str]) -> LearnerConfig:
+    """A learner config from JSON; unknown keys are an error."""
+    with open(path) as f:
+        return config_from_dict(json.load(f))

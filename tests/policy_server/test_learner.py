@@ -1,0 +1,123 @@
+"""The learner: pre-training publishes weights, checkpoints resume, recipes sample the right data,
+the update-to-data ratio and the WSRL warm-up are respected."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from policy_server.calql import AgentConfig
+from policy_server.learner import Learner, LearnerConfig, config_from_dict, config_to_dict
+from policy_server.networks import NetworkConfig
+from policy_server.replay_buffer import BufferSpec, ReplayBuffer, Source
+
+SIZE = 32
+
+
+def _cfg(**kw) -> LearnerConfig:
+    base = {
+        "batch_size": 8, "utd_ratio": 2.0, "publish_every": 5, "checkpoint_every_s": 1e9, "log_every": 1000,
+        "wsrl_warmup_transitions": 6,
+        "network": NetworkConfig(image_size=SIZE, hidden_dim=32, feature_dim=16, encoder_channels=8),
+        "agent": AgentConfig(cql_num_actions=2),
+    }  # fmt: skip
+    return LearnerConfig(**{**base, **kw})
+
+
+def _episode(buf: ReplayBuffer, steps: int, source: str, task: int = 0) -> None:
+    rng = np.random.default_rng(steps)
+    frames = rng.integers(0, 255, (steps + 1, SIZE, SIZE, 3), dtype=np.uint8)
+    proprio = rng.normal(size=(steps + 1, 9)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (steps, 5)).astype(np.float32)
+    rewards = np.zeros(steps, np.float32)
+    rewards[-1] = 1.0
+    buf.add_episode(frames, proprio, actions, rewards, task, terminated=True, source=source)
+
+
+@pytest.fixture
+def buffer(tmp_path) -> ReplayBuffer:
+    buf = ReplayBuffer(tmp_path / "buffer", BufferSpec((SIZE, SIZE), 9, 5, 0.97), capacity=2000)
+    for i in range(4):
+        _episode(buf, 5 + i, "demos", task=i % 2)
+    buf.flush()
+    yield buf
+    buf.close()
+
+
+def test_pretrain_publishes_weights_and_checkpoint_with_config(tmp_path, buffer) -> None:
+    learner = Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    learner.pretrain(steps=6, progress=False)
+    assert learner.counters["pretrain_updates"] == 6
+    assert learner.weights.latest_version() == learner.counters["weight_version"] >= 2  # every 5 + final
+    _state, meta = learner.weights.load()
+    assert meta.config["network"]["image_size"] == SIZE and meta.step == 6
+    ckpt = json.loads(next((tmp_path / "run" / "checkpoints").glob("*.json")).read_text())
+    assert ckpt["config"]["learner"]["recipe"] == "calql"
+
+
+def test_restart_resumes_weights_optimizer_and_counters(tmp_path, buffer) -> None:
+    first = Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    first.pretrain(steps=4, progress=False)
+    second = Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    assert second.resumed and second.counters == first.counters
+    for a, b in zip(first.nets.parameters(), second.nets.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(second.agent.log_alpha, first.agent.log_alpha)
+    second.pretrain(steps=4, progress=False)  # already done: nothing more to do
+    assert second.counters["pretrain_updates"] == 4
+    version_before = second.counters["weight_version"]
+    assert second.publish() == version_before + 1
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, buffer) -> None:
+    learner = Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    learner.pretrain(steps=2, progress=False)
+    learner.update("pretrain")
+    learner.save_checkpoint()
+    newest = sorted((tmp_path / "run" / "checkpoints").glob("*.safetensors"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    messages: list[str] = []
+    again = Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=messages.append)
+    assert again.resumed and again.counters["pretrain_updates"] == 2
+    assert any("skipping checkpoint" in m for m in messages)
+    assert newest.exists(), "a damaged checkpoint is reported, not deleted"
+
+
+def test_other_network_config_refuses_to_resume(tmp_path, buffer) -> None:
+    Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=lambda _m: None).save_checkpoint()
+    other = _cfg(network=NetworkConfig(image_size=SIZE, hidden_dim=64, feature_dim=16, encoder_channels=8))
+    with pytest.raises(ValueError, match="another network config"):
+        Learner(other, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+
+
+def test_wsrl_waits_for_warmup_then_trains_on_online_data_at_utd(tmp_path, buffer) -> None:
+    learner = Learner(_cfg(recipe="wsrl"), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    assert learner.update_budget() == 0
+    _episode(buffer, 4, "online")
+    assert learner.update_budget() == 0, "4 online transitions < warm-up of 6"
+    _episode(buffer, 3, "online")
+    assert learner.update_budget() == 14  # utd 2 x 7 transitions
+    assert set(learner.sample("online").sources.tolist()) == {int(Source.ONLINE)}
+    done = learner.train_online(
+        stop=lambda: learner.counters["online_updates"] > 0 and learner.update_budget() == 0
+    )
+    assert done == 14 and learner.counters["online_updates"] == 14, "never more updates than utd x data"
+
+
+def test_rlpd_batches_are_half_offline_half_online(tmp_path, buffer) -> None:
+    _episode(buffer, 5, "online")
+    learner = Learner(_cfg(recipe="rlpd"), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    sources = learner.sample("online").sources
+    assert (sources == int(Source.ONLINE)).sum() == 4 and (sources != int(Source.ONLINE)).sum() == 4
+
+
+def test_config_round_trip_and_unknown_keys() -> None:
+    cfg = _cfg(recipe="rlpd")
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+    with pytest.raises(ValueError, match="unknown agent config key"):
+        config_from_dict({"agent": {"gama": 0.9}})
+    with pytest.raises(ValueError, match="unknown recipe"):
+        LearnerConfig(recipe="ppo")
