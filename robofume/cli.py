@@ -12,11 +12,18 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
 
 from robofume import __version__
+
+if TYPE_CHECKING:
+    from policy_server.learner import LearnerConfig
 
 EXAMPLES = """examples:
   robofume demo --out outputs/demo                 # expert does forward+backward, video + strip
@@ -25,6 +32,9 @@ EXAMPLES = """examples:
   robofume bench sim --json                        # env steps/s and render ms/frame
   robofume bench transport --json                  # ROS 2 frame and command latency across processes
   robofume robot --robot mock                      # mock arm + camera + safety gate as ROS 2 nodes
+  robofume pretrain --data data/mock --run runs/mock  # offline Cal-QL pre-training, publishes weights
+  robofume learner --run runs/mock --recipe wsrl   # async online learner on the run's replay buffer
+  robofume bench learner --json                    # learner updates/s (also: policy, buffer)
 """
 
 
@@ -76,7 +86,16 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.name == "transport":
+    if args.name in ("learner", "policy", "buffer"):
+        from policy_server import speed_bench
+
+        if args.name == "learner":
+            result = speed_bench.run_learner_bench(updates=args.steps if args.steps != 200 else 20)
+        elif args.name == "policy":
+            result = speed_bench.run_policy_latency_bench(camera_size=args.image_size)
+        else:
+            result = speed_bench.run_replay_bench(image_size=args.image_size)
+    elif args.name == "transport":
         from robofume_robot.transport_bench import TransportBenchError, run_transport_bench
 
         try:
@@ -96,10 +115,78 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learner_config(args: argparse.Namespace) -> LearnerConfig:
+    from policy_server.learner import LearnerConfig, load_config_file
+    from policy_server.networks import NetworkConfig
+
+    if args.config:
+        cfg = load_config_file(args.config)
+    else:
+        cfg = LearnerConfig(network=NetworkConfig(image_size=args.image_size))
+    overrides = {k: v for k, v in (("recipe", args.recipe), ("batch_size", args.batch_size)) if v is not None}
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from policy_server.learner import Learner, write_resolved_config
+    from policy_server.replay_buffer import BufferSpec, ReplayBuffer
+    from robofume.data.episode_format import list_episodes, load_episode
+
+    files = list_episodes(args.data)
+    if not files:
+        raise ValueError(f"no episode files under {args.data}; make them with: robofume data generate")
+    cfg = _learner_config(args)
+    first = load_episode(files[0])
+    size = first.frames.shape[1:3]
+    spec = BufferSpec(size, first.proprio.shape[1], first.actions.shape[1], cfg.agent.gamma)
+    buffer = ReplayBuffer(f"{args.run}/buffer", spec)
+    if len(buffer) == 0:
+        for path in tqdm(files, desc="loading episodes", unit="ep"):
+            buffer.add_episode_file(path)
+        buffer.flush()
+    write_resolved_config(args.run, cfg)
+    learner = Learner(cfg, args.run, buffer, device=args.device)
+    metrics = learner.pretrain(args.steps)
+    learner.close()
+    buffer.close()
+    print(json.dumps({"run": args.run, "counters": learner.counters, "last_metrics": metrics}))
+    return 0
+
+
+def _cmd_learner(args: argparse.Namespace) -> int:
+    import signal
+
+    from policy_server.learner import Learner, load_config_file
+    from policy_server.replay_buffer import ReplayBuffer
+
+    cfg = load_config_file(f"{args.run}/config.json")
+    if args.recipe:
+        cfg = dataclasses.replace(cfg, recipe=args.recipe)
+    buffer = ReplayBuffer.open(f"{args.run}/buffer", readonly=True)
+    learner = Learner(cfg, args.run, buffer, device=args.device)
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    try:
+        learner.train_online(stop=lambda: stopping["now"])
+    except KeyboardInterrupt:
+        learner.save_checkpoint()
+    learner.close()
+    print(json.dumps({"run": args.run, "counters": learner.counters}))
+    return 0
+
+
 def _cmd_robot(args: argparse.Namespace) -> int:
     from robofume_robot.launcher import run_robot
 
     return run_robot(args.robot, namespace=args.namespace, log_dir=args.log_dir, params=args.param)
+
+
+def _add_learner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="learner config JSON (see the run's config.json)")
+    p.add_argument("--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 256)")
+    p.add_argument("--image-size", type=int, default=64, help="encoder image side (default: 64)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,13 +265,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robot.set_defaults(func=_cmd_robot)
 
+    pre = verbs.add_parser(
+        "pretrain",
+        help="offline Cal-QL pre-training on a dataset; publishes weights and checkpoints",
+        epilog="example: robofume pretrain --data data/mock --run runs/mock --steps 20000",
+    )
+    pre.add_argument("--data", required=True, help="dataset folder from `robofume data generate`")
+    pre.add_argument("--run", required=True, help="run folder (buffer, weights, checkpoints, tb logs)")
+    pre.add_argument("--steps", type=int, default=None, help="pre-training updates (default: config, 20000)")
+    _add_learner_args(pre)
+    pre.set_defaults(func=_cmd_pretrain)
+
+    lrn = verbs.add_parser(
+        "learner",
+        help="async online learner: trains from the run's replay buffer while the robot acts",
+        epilog="example: robofume learner --run runs/mock --recipe wsrl",
+    )
+    lrn.add_argument("--run", required=True, help="run folder made by `robofume pretrain`")
+    lrn.add_argument("--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe")
+    lrn.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    lrn.set_defaults(func=_cmd_learner)
+
     bench = verbs.add_parser(
         "bench", help="benchmarks; print JSON with --json", epilog="example: robofume bench sim --json"
     )
-    bench.add_argument("name", choices=["sim", "transport"], help="which benchmark")
+    bench.add_argument(
+        "name", choices=["sim", "transport", "learner", "policy", "buffer"], help="which benchmark"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
-    bench.add_argument("--steps", type=int, default=200, help="env steps to time (default: 200)")
+    bench.add_argument(
+        "--steps", type=int, default=200, help="sim: env steps to time (200); learner: updates to time (20)"
+    )
     bench.add_argument(
         "--seconds", type=float, default=10.0, help="transport: seconds per case (default: 10)"
     )

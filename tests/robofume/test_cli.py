@@ -72,3 +72,43 @@ def test_demo_runs_both_tasks_and_writes_video_and_strip(tmp_path, capsys) -> No
     assert all(e["success"] for e in summary["episodes"]) and summary["scene_resets"] == 0
     assert os.path.getsize(out / "demo.mp4") > 1000 and os.path.getsize(out / "strip.png") > 1000
     assert len(list_episodes(out / "data")) == 10
+
+
+def test_pretrain_then_resume_from_a_dataset(tmp_path, capsys) -> None:
+    from robofume.data.generate import GenerateConfig, generate_dataset
+
+    data = tmp_path / "data"
+    generate_dataset(
+        GenerateConfig(
+            out=str(data), demos_per_task=1, failures_per_task=0, prior=0, image_size=32, workers=1
+        ),
+        progress=False,
+    )
+    run = tmp_path / "run"
+    args = [
+        "pretrain",
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "32",
+    ]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["counters"]["pretrain_updates"] == 2 and out["counters"]["weight_version"] >= 1
+    assert (run / "config.json").exists() and list((run / "weights").glob("*.safetensors"))
+    assert main([*args[:6], "3", *args[7:]]) == 0  # resumes: one more update, episodes not added twice
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["counters"]["pretrain_updates"] == 3
+
+
+def test_pretrain_without_data_is_one_line_error(tmp_path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["pretrain", "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no episode files" in err and "\n" not in err

@@ -1,0 +1,88 @@
+"""Speed benchmarks of the learning core: ``robofume bench learner|policy|buffer``."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from policy_server.calql import AgentConfig
+from policy_server.learner import Learner, LearnerConfig
+from policy_server.networks import AgentNetworks, NetworkConfig
+from policy_server.policy_core import run_policy_bench
+from policy_server.replay_buffer import BufferSpec, ReplayBuffer, run_buffer_bench
+from robofume.bench.machine import machine_info
+
+
+def _fill(buffer: ReplayBuffer, size: int, transitions: int, source: str) -> None:
+    rng = np.random.default_rng(0)
+    steps = 50
+    for _ in range(max(1, transitions // steps)):
+        frames = rng.integers(0, 255, (steps + 1, size, size, 3), dtype=np.uint8)
+        proprio = rng.normal(size=(steps + 1, 9)).astype(np.float32)
+        actions = rng.uniform(-1, 1, (steps, 5)).astype(np.float32)
+        rewards = np.zeros(steps, np.float32)
+        buffer.add_episode(frames, proprio, actions, rewards, 0, terminated=False, source=source)
+
+
+def run_learner_bench(
+    batch_size: int = 256, updates: int = 20, camera_size: int = 128, device: str = "auto"
+) -> dict[str, object]:
+    """Learner updates/s at ``batch_size`` for the Cal-QL (pre-training/``calql``) and SAC (WSRL/RLPD)
+    update, default network, frames sampled from a buffer of camera-size images."""
+    net = NetworkConfig()
+    results: dict[str, object] = {
+        "bench": "learner", "batch_size": batch_size, "camera_size": camera_size,
+        "encoder_image_size": net.image_size, "torch_threads": torch.get_num_threads(),
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        buffer = ReplayBuffer(
+            f"{tmp}/buffer", BufferSpec((camera_size, camera_size), 9, 5, 0.97), capacity=4000
+        )
+        _fill(buffer, camera_size, 1000, "demos")
+        _fill(buffer, camera_size, 1000, "online")
+        cfg = LearnerConfig(
+            batch_size=batch_size, recipe="wsrl", wsrl_warmup_transitions=1, network=net, agent=AgentConfig(),
+            publish_every=10**9, log_every=10**9, checkpoint_every_s=1e9,
+        )  # fmt: skip
+        learner = Learner(cfg, f"{tmp}/run", buffer, device=device, log=lambda _m: None)
+        results["device"] = str(learner.device)
+        for phase, key in (("pretrain", "calql"), ("online", "sac")):
+            learner.update(phase)  # warm-up
+            times = []
+            sample_times = []
+            for _ in range(updates):
+                t0 = time.perf_counter()
+                learner.sample(phase)
+                sample_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                learner.update(phase)
+                times.append(time.perf_counter() - t0)
+            median = statistics.median(times)
+            results[f"{key}_ms_per_update"] = round(median * 1e3, 1)
+            results[f"{key}_updates_per_s"] = round(1.0 / median, 2)
+            results[f"{key}_sample_ms"] = round(statistics.median(sample_times) * 1e3, 2)
+        buffer.close()
+    results["target_updates_per_s"] = 100
+    results["machine"] = machine_info()
+    return results
+
+
+def run_policy_latency_bench(camera_size: int = 128, iters: int = 300) -> dict[str, object]:
+    """Policy-server inference latency with the default network (batch 1 and 4)."""
+    result = dict(
+        run_policy_bench(lambda: AgentNetworks(NetworkConfig()), image_size=camera_size, iters=iters)
+    )
+    result.update({"bench": "policy", "target_p99_ms_batch1": 5.0, "machine": machine_info()})
+    return result
+
+
+def run_replay_bench(image_size: int = 128, transitions: int = 5000) -> dict[str, object]:
+    """Replay buffer insert rate, sample time and bytes per transition (in a temporary folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = dict(run_buffer_bench(f"{tmp}/buffer", image_size=image_size, transitions=transitions))
+    result.update({"bench": "buffer", "machine": machine_info()})
+    return result
