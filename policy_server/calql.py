@@ -13,6 +13,10 @@ One update step on a batch (from ``policy_server.replay_buffer``):
   the data action times the mean |Q|), so ``bc_weight`` means the same at any reward scale.
 * temperature: SAC's automatic entropy tuning toward ``-action_dim``.
 
+A batch may carry ``features``/``next_features`` instead of frames: the encoder is then frozen
+(features computed once per stored frame, see ``policy_server.feature_cache``) and only the heads
+train, which is what makes online updates fast on a CPU.
+
 ``cql_alpha = 0`` gives plain SAC (used by WSRL after its warm-up and by SAC from scratch).
 """
 
@@ -105,11 +109,17 @@ class Agent:
         b = {k: v.to(self.device) for k, v in batch.items()}
         alpha = self.log_alpha.exp().detach()
 
-        state = nets.state(b["frames"], b["proprio"], b["tasks"])
+        if "features" in b:  # frozen encoder: features precomputed per frame, the CNN is not trained
+            state = nets.state_from_features(b["features"], b["proprio"], b["tasks"])
+            next_state = nets.state_from_features(b["next_features"], b["next_proprio"], b["tasks"])
+            target_state = next_state
+        else:
+            state = nets.state(b["frames"], b["proprio"], b["tasks"])
+            with torch.no_grad():
+                next_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"])
+                target_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"], target=True)
         with torch.no_grad():
-            next_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"])
             next_action, _ = nets.actor(next_state)
-            target_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"], target=True)
             next_q = nets.target_critic(target_state, next_action).min(dim=0).values
             target = td_target(b["rewards"].float(), b["terminals"].float(), next_q, cfg.gamma)
         q_data = nets.critic(state, b["actions"].float())

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from policy_server.calql import Agent, AgentConfig
+from policy_server.feature_cache import FeatureCache
 from policy_server.networks import AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import Batch, ReplayBuffer
 from policy_server.weights import WeightFileError, WeightStore, load_into
@@ -48,6 +49,8 @@ class LearnerConfig:
     """Online updates per online transition."""
     pretrain_steps: int = 20_000
     wsrl_warmup_transitions: int = 5_000
+    freeze_encoder_online: bool = True
+    """Online: keep the pre-trained encoder frozen and train the heads on cached features (fast)."""
     publish_every: int = 50
     """Publish weights every this many updates (HIL-SERL: 50)."""
     checkpoint_every_s: float = 60.0
@@ -130,6 +133,7 @@ class Learner:
         self.rng = np.random.default_rng(cfg.seed)
         self.nets = AgentNetworks(cfg.network).to(self.device)
         self.agent = Agent(self.nets, cfg.agent)
+        self.features = FeatureCache(self.nets.encoder, self.device)
         self.weights = WeightStore(self.run_dir / "weights")
         self.checkpoints = WeightStore(self.run_dir / "checkpoints")
         self.counters: dict[str, int] = {
@@ -143,18 +147,43 @@ class Learner:
         self.resumed = self._resume()
 
     # ------------------------------------------------------------ batches
-    def sample(self, phase: str) -> Batch:
-        """A batch for ``phase`` ("pretrain" or "online") following the recipe."""
+    def _draw(self, n: int, source: str | None) -> tuple[Batch, np.ndarray]:
+        """``n`` uniform transitions of ``source`` and their buffer slots."""
+        idx = self.buffer.valid_indices(source)
+        if len(idx) == 0:
+            which = f"{source} transitions" if source else "transitions"
+            raise ValueError(f"cannot sample: the replay buffer {self.buffer.root} holds no {which}")
+        slots = idx[self.rng.integers(0, len(idx), n)]
+        return self.buffer.gather(slots), slots
+
+    def sample_with_slots(self, phase: str) -> tuple[Batch, np.ndarray]:
+        """A batch for ``phase`` ("pretrain" or "online") following the recipe, with its slots."""
         bs, recipe = self.cfg.batch_size, self.cfg.recipe
         if phase == "pretrain":
-            return self.buffer.sample(bs, self.rng, source="offline")
+            return self._draw(bs, "offline")
         if recipe == "wsrl":
-            return self.buffer.sample(bs, self.rng, source="online")
+            return self._draw(bs, "online")
         if recipe == "rlpd":
             half = bs // 2
-            offline = self.buffer.sample(half, self.rng, source="offline")
-            return concat_batches(offline, self.buffer.sample(bs - half, self.rng, source="online"))
-        return self.buffer.sample(bs, self.rng)
+            offline, s1 = self._draw(half, "offline")
+            online, s2 = self._draw(bs - half, "online")
+            return concat_batches(offline, online), np.concatenate([s1, s2])
+        return self._draw(bs, None)
+
+    def sample(self, phase: str) -> Batch:
+        """A batch for ``phase`` following the recipe."""
+        return self.sample_with_slots(phase)[0]
+
+    def _tensors(self, phase: str) -> dict[str, torch.Tensor]:
+        batch, slots = self.sample_with_slots(phase)
+        tensors = batch_to_torch(batch, self.device)
+        if phase == "online" and self.cfg.freeze_encoder_online:
+            alloc = self.buffer.allocated_slots
+            next_slots = np.where(slots + 1 == alloc, 0, slots + 1)
+            tensors["features"] = self.features.features(batch.frames, slots)
+            tensors["next_features"] = self.features.features(batch.next_frames, next_slots)
+            del tensors["frames"], tensors["next_frames"]
+        return tensors
 
     def _cql_alpha(self, phase: str) -> float:
         if phase == "pretrain" or self.cfg.recipe == "calql":
@@ -163,9 +192,7 @@ class Learner:
 
     def update(self, phase: str) -> dict[str, float]:
         """One gradient update of ``phase``."""
-        metrics = self.agent.update(
-            batch_to_torch(self.sample(phase), self.device), cql_alpha=self._cql_alpha(phase)
-        )
+        metrics = self.agent.update(self._tensors(phase), cql_alpha=self._cql_alpha(phase))
         self.counters["updates"] += 1
         self.counters[f"{phase}_updates"] += 1
         if self.counters["updates"] % self.cfg.log_every == 0:

@@ -162,7 +162,13 @@ class AgentNetworks(nn.Module):
     ) -> torch.Tensor:
         """Concatenated (image features, proprio, task conditioning)."""
         encoder = self.target_encoder if target else self.encoder
-        return torch.cat([encoder(images), proprio.float(), self.task_embedding(task)], dim=-1)
+        return self.state_from_features(encoder(images), proprio, task)
+
+    def state_from_features(
+        self, features: torch.Tensor, proprio: torch.Tensor, task: torch.Tensor
+    ) -> torch.Tensor:
+        """The state vector from precomputed image features (frozen-encoder training)."""
+        return torch.cat([features.float(), proprio.float(), self.task_embedding(task)], dim=-1)
 
     @torch.no_grad()
     def act(

@@ -1,0 +1,600 @@
+"""Learning benchmark: does online fine-tuning after Cal-QL pre-training beat its baselines?
+
+Everything runs in this process, synchronously (no ROS, no extra processes), deterministic per
+seed. :func:`run_learning_bench`:
+
+1. **Data**: scripted demos, failures and prior episodes (``robofume.data.generate``) in
+   ``out_dir/data``, generated once and reused by later runs with the same data settings.
+2. **Methods**, each in a fresh run folder ``out_dir/<method>__seed<seed>`` with its own replay
+   buffer, then the same online harness (``online_steps`` env steps):
+
+   * ``calql_finetune`` (the main method): Cal-QL pre-training on all offline data (prior, demos,
+     failures), then online fine-tuning with ``recipe`` (``calql``/``wsrl``/``rlpd``);
+   * ``pretrained_only``: the same pre-trained policy (the weights are shared, not retrained), no
+     online updates; it still acts for the same env steps and fills its buffer;
+   * ``bc_only``: behaviour cloning on the target demos only: the encoder and the actor of the same
+     ``AgentNetworks`` trained end to end by MSE between the actor's mean action and the data action
+     (``pretrain_steps`` steps, ``batch_size``); the critics are unused; no online updates;
+   * ``sac_scratch``: no offline data, no pre-training; SAC (``cql_alpha=0``) from an empty buffer
+     with the same update-to-data ratio.
+
+   Online, ONE training env runs reset-free: ``reset(seed)`` once, then forward and backward
+   alternate with ``reset(options={"task": ..., "keep_scene": True})`` after every episode (success
+   terminates, the time limit truncates); the scene is never reset. The policy samples its actions
+   (exploration); transitions go to the buffer with the ground-truth reward ``info["success"]``
+   (the success classifier replaces it in the full pipeline); after each env step the learner does
+   the updates its update-to-data budget allows.
+3. **Evaluation** at env step 0, every ``eval_every`` steps and at the end: forward-task success
+   with the ground-truth checker, deterministic actions, on held-out scenes ``reset(seed=s)`` for s in
+   ``eval_seeds`` (10_000 + i by default). The training env is seeded with ``seed`` (< 10_000) and
+   the data episodes' seeds are checked to avoid the evaluation seeds, so no evaluation scene is
+   ever trained on.
+
+Output: ``out_dir/learning.json`` (see :func:`run_learning_bench`) and ``out_dir/learning.png``.
+The full-size defaults need hours on a 2-core CPU (about 0.4 s per Cal-QL update at batch 256, 40 ms
+per env step); :meth:`LearningBenchConfig.quick` is a smoke test and :meth:`LearningBenchConfig.medium`
+a run that fits in about half an hour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+from torch.nn import functional as F  # noqa: N812
+from tqdm import tqdm
+
+from policy_server.calql import AgentConfig
+from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torch, resolve_device
+from policy_server.networks import AgentNetworks, NetworkConfig
+from policy_server.replay_buffer import BufferSpec, ReplayBuffer
+from policy_server.weights import WeightStore, load_into
+from robofume.atomic_io import ensure_writable_dir, write_json_atomic, write_with
+from robofume.bench.machine import machine_info
+from robofume.data.generate import KINDS, EpisodeJob, GenerateConfig, generate_dataset, plan_jobs
+from robofume.sim.mock_arm_env import ACTION_NAMES, PROPRIO_NAMES, MockArmConfig, MockArmEnv
+from robofume.sim.tasks import other_task
+
+METHODS: tuple[str, ...] = ("calql_finetune", "pretrained_only", "bc_only", "sac_scratch")
+"""Benchmarked methods; ``calql_finetune`` is the main one, the others are baselines."""
+MAIN_METHOD = "calql_finetune"
+OFFLINE_KINDS: dict[str, tuple[str, ...]] = {
+    "calql_finetune": KINDS,
+    "pretrained_only": KINDS,
+    "bc_only": ("demos",),
+    "sac_scratch": (),
+}
+"""Offline data kinds loaded into each method's buffer."""
+PRESETS: tuple[str, ...] = ("quick", "medium", "full")
+_DATA_SETTINGS = ("image_size", "max_episode_steps", "seed")
+_MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
+_NEVER = 10**12
+
+
+@dataclass(frozen=True)
+class LearningBenchConfig:
+    """Settings of the learning benchmark (defaults: the full-size run; see :meth:`quick`, :meth:`medium`)."""
+
+    seed: int = 0
+    """Seed of pre-training, exploration and the training env's one scene (must be < eval_seed_base)."""
+    methods: tuple[str, ...] = METHODS
+    recipe: str = "calql"
+    """Online recipe of ``calql_finetune``: calql, wsrl or rlpd (see policy_server.learner)."""
+    online_steps: int = 20_000
+    pretrain_steps: int = 20_000
+    eval_every: int = 2_000
+    eval_episodes: int = 50
+    eval_seed_base: int = 10_000
+    """Held-out evaluation scenes are seeds eval_seed_base .. eval_seed_base + eval_episodes - 1."""
+    image_size: int = 64
+    max_episode_steps: int = 100
+    utd_ratio: float = 1.0
+    """Online updates per env step; 1 (not the learner's 4) to fit CPU budgets."""
+    batch_size: int = 256
+    demos_per_task: int = 20
+    failures_per_task: int = 10
+    prior: int = 300
+    data_seed: int = 0
+    """Seed of the dataset (shared by every training seed, so one dataset serves all seeds)."""
+    data_workers: int = 2
+    hidden_dim: int = 256
+    feature_dim: int = 64
+    encoder_channels: int = 32
+    gamma: float = 0.97
+    cql_alpha: float = 5.0
+    cql_num_actions: int = 4
+    bc_weight: float = 0.0
+    """BC term of the Cal-QL actor (calql_finetune); bc_only is a separate, pure BC baseline."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    wsrl_warmup_transitions: int = 5_000
+    freeze_encoder_online: bool = True
+    """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
+    sac_scratch always trains its encoder: it has no pre-trained one."""
+    log_every: int = 100
+    """TensorBoard scalars every this many updates (in each run folder's tb/)."""
+    buffer_capacity: int = 1_000_000
+    device: str = "auto"
+    torch_threads: int = 0
+    """Torch CPU threads during the run (0: leave torch's setting); restored afterwards."""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must be distinct names from {', '.join(METHODS)}; got {self.methods}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
+        positive = ("online_steps", "eval_every", "eval_episodes", "max_episode_steps", "data_workers",
+                    "hidden_dim", "feature_dim", "encoder_channels", "cql_num_actions",
+                    "log_every")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed", "pretrain_steps", "demos_per_task", "failures_per_task", "prior", "data_seed",
+                     "torch_threads"):  # fmt: skip
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.seed >= self.eval_seed_base:
+            raise ValueError(f"seed {self.seed} must be below eval_seed_base {self.eval_seed_base}")
+        if not 32 <= self.image_size <= 256:
+            raise ValueError(f"image_size must be between 32 and 256, got {self.image_size}")
+        if self.utd_ratio <= 0 or self.batch_size < 2 or self.buffer_capacity < 2:
+            raise ValueError("utd_ratio must be > 0, batch_size >= 2 and buffer_capacity >= 2")
+        if self.cql_alpha < 0 or self.bc_weight < 0 or not 0.0 < self.gamma < 1.0:
+            raise ValueError("cql_alpha and bc_weight must be >= 0 and gamma in (0, 1)")
+        if "bc_only" in self.methods and self.demos_per_task < 1:
+            raise ValueError("bc_only needs demos: demos_per_task must be >= 1")
+        offline = self.demos_per_task + self.failures_per_task + self.prior
+        if {"calql_finetune", "pretrained_only"} & set(self.methods) and offline < 1:
+            raise ValueError("calql_finetune and pretrained_only need offline data (demos/failures/prior)")
+        warmup = self.wsrl_warmup_transitions
+        if self.recipe == "wsrl" and MAIN_METHOD in self.methods and warmup >= self.online_steps:
+            raise ValueError(f"wsrl warm-up ({warmup}) must be below online_steps ({self.online_steps})")
+
+    # ------------------------------------------------------------ presets
+    @classmethod
+    def quick(cls, **overrides: Any) -> LearningBenchConfig:
+        """Smoke-test size: every code path, tiny counts, a small network (about a minute on 2 CPU cores)."""
+        base: dict[str, Any] = {
+            "online_steps": 30, "pretrain_steps": 20, "eval_every": 15, "eval_episodes": 2,
+            "image_size": 32, "max_episode_steps": 12, "batch_size": 16, "demos_per_task": 1,
+            "failures_per_task": 0, "prior": 2, "data_workers": 1, "hidden_dim": 32, "feature_dim": 16,
+            "encoder_channels": 8, "cql_num_actions": 2, "device": "cpu", "torch_threads": 1,
+        }  # fmt: skip
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def medium(cls, **overrides: Any) -> LearningBenchConfig:
+        """Recorded CPU run (docs/benchmarks.md): all methods, about half an hour on 2 CPU cores."""
+        base: dict[str, Any] = {
+            "online_steps": 1_500, "pretrain_steps": 1_500, "eval_every": 500, "eval_episodes": 10,
+            "batch_size": 64, "hidden_dim": 128, "demos_per_task": 10, "failures_per_task": 5,
+            "prior": 40,
+        }  # fmt: skip
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> LearningBenchConfig:
+        """``quick``, ``medium`` or ``full`` (the defaults), with field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
+        return cls(**overrides) if name == "full" else getattr(cls, name)(**overrides)
+
+    # ------------------------------------------------------------ derived settings
+    @property
+    def eval_seeds(self) -> tuple[int, ...]:
+        """Seeds of the held-out evaluation scenes."""
+        return tuple(range(self.eval_seed_base, self.eval_seed_base + self.eval_episodes))
+
+    def eval_steps(self) -> list[int]:
+        """Online env-step counts at which the policy is evaluated: 0, every eval_every, and the end."""
+        return sorted({0, *range(self.eval_every, self.online_steps + 1, self.eval_every), self.online_steps})
+
+    def network_config(self) -> NetworkConfig:
+        """The agent's network shapes."""
+        return NetworkConfig(
+            image_size=self.image_size, proprio_dim=len(PROPRIO_NAMES), action_dim=len(ACTION_NAMES),
+            encoder_channels=self.encoder_channels, feature_dim=self.feature_dim, hidden_dim=self.hidden_dim,
+        )  # fmt: skip
+
+    def learner_config(self, method: str) -> LearnerConfig:
+        """Learner settings of ``method`` (``sac_scratch``: recipe calql with cql_alpha 0 = plain SAC,
+        encoder trained online)."""
+        agent = AgentConfig(
+            gamma=self.gamma, cql_alpha=self.cql_alpha, cql_num_actions=self.cql_num_actions,
+            bc_weight=self.bc_weight, actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+        )  # fmt: skip
+        recipe, freeze = self.recipe, self.freeze_encoder_online
+        if method == "sac_scratch":
+            agent, recipe, freeze = replace(agent, cql_alpha=0.0, bc_weight=0.0), "calql", False
+        return LearnerConfig(
+            recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,
+            pretrain_steps=self.pretrain_steps, wsrl_warmup_transitions=self.wsrl_warmup_transitions,
+            publish_every=_NEVER, checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
+            network=self.network_config(), agent=agent,
+        )  # fmt: skip
+
+    def generate_config(self, data_dir: str) -> GenerateConfig:
+        """The dataset this benchmark trains on."""
+        return GenerateConfig(
+            out=data_dir, demos_per_task=self.demos_per_task, failures_per_task=self.failures_per_task,
+            prior=self.prior, image_size=self.image_size, max_episode_steps=self.max_episode_steps,
+            seed=self.data_seed, workers=self.data_workers, resume=True,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings."""
+        out = asdict(self)
+        out["methods"] = list(self.methods)
+        return out
+
+
+# ---------------------------------------------------------------------- data
+def prepare_data(cfg: LearningBenchConfig, data_dir: str, progress: bool = True) -> dict[str, Any]:
+    """Generate the dataset in ``data_dir``, or reuse it when every episode it needs is already there.
+
+    A dataset made with other image size, episode length or seed is refused (one-line ``ValueError``).
+    Returns ``{dir, reused, generate_s, episodes: {kind: count}, jobs}``.
+    """
+    gen = cfg.generate_config(data_dir)
+    jobs = plan_jobs(gen)
+    held_out = set(cfg.eval_seeds)
+    clash = [j.path for j in jobs if held_out & set(range(j.seed, j.seed + _MAX_DATA_ATTEMPTS))]
+    if clash:
+        raise ValueError(f"data episode {clash[0]} uses an evaluation seed; change data_seed")
+    manifest_path = os.path.join(data_dir, "dataset.json")
+    if os.path.exists(manifest_path):
+        with open(manifest_path, encoding="utf-8") as f:
+            settings = json.load(f).get("settings", {})
+        diff = [f"{k} {settings.get(k)} (asked for {getattr(gen, k)})" for k in _DATA_SETTINGS
+                if settings.get(k) != getattr(gen, k)]  # fmt: skip
+        if diff:
+            raise ValueError(f"{data_dir} holds a dataset with {', '.join(diff)}; use another out_dir")
+    reused = all(os.path.exists(j.path) for j in jobs)
+    t0 = time.perf_counter()
+    if not reused:
+        generate_dataset(gen, progress=progress)
+    counts = {kind: sum(j.kind == kind for j in jobs) for kind in KINDS}
+    return {"dir": data_dir, "reused": reused, "generate_s": time.perf_counter() - t0, "episodes": counts,
+            "jobs": jobs}  # fmt: skip
+
+
+def _load_offline(buffer: ReplayBuffer, jobs: list[EpisodeJob], kinds: tuple[str, ...]) -> int:
+    """Add the episode files of ``kinds`` (sources from their kinds); returns the transitions added."""
+    return sum(buffer.add_episode_file(j.path) for j in jobs if j.kind in kinds)
+
+
+# ---------------------------------------------------------------------- envs and policies
+def make_env(cfg: LearningBenchConfig, role: str) -> MockArmEnv:
+    """A target-scene env for ``role`` ("train": the reset-free stream, "eval": held-out scenes)."""
+    del role  # both are the same env; the argument lets tests tell them apart
+    return MockArmEnv(MockArmConfig(image_size=cfg.image_size, max_episode_steps=cfg.max_episode_steps))
+
+
+def count_scene_resets(env: MockArmEnv) -> list[int]:
+    """Count ``env``'s scene randomisations from now on; the returned one-element list holds the count."""
+    count = [0]
+    original = env._randomize_scene
+
+    def counting(object_in: str) -> None:
+        count[0] += 1
+        original(object_in)
+
+    env._randomize_scene = counting  # type: ignore[method-assign]
+    return count
+
+
+def policy_action(
+    nets: AgentNetworks, obs: dict[str, Any], device: torch.device, deterministic: bool
+) -> np.ndarray:
+    """``nets.act`` on one env observation; a float32 action in [-1, 1]^5."""
+    image = torch.from_numpy(np.ascontiguousarray(obs["image"])[None]).to(device)
+    proprio = torch.from_numpy(np.asarray(obs["proprio"], np.float32)[None]).to(device)
+    task = torch.tensor([int(obs["task"])], device=device)
+    return nets.act(image, proprio, task, deterministic=deterministic)[0].cpu().numpy().astype(np.float32)
+
+
+def evaluate_forward(
+    nets: AgentNetworks, env: MockArmEnv, seeds: tuple[int, ...], device: torch.device
+) -> float:
+    """Forward-task success rate (ground truth) of the deterministic policy on fresh scenes ``seeds``."""
+    successes = 0
+    for seed in seeds:
+        obs, info = env.reset(seed=seed, options={"task": "forward"})
+        terminated = truncated = False
+        while not (terminated or truncated):
+            obs, _r, terminated, truncated, info = env.step(policy_action(nets, obs, device, True))
+        successes += int(bool(info["success"]))
+    return successes / len(seeds)
+
+
+# ---------------------------------------------------------------------- training phases
+def train_bc(
+    cfg: LearningBenchConfig, buffer: ReplayBuffer, run_dir: Path, device: torch.device, progress: bool
+) -> AgentNetworks:
+    """BC baseline: encoder + actor trained end to end by MSE(mean action, demo action) on the demos."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net_cfg = cfg.network_config()
+    nets = AgentNetworks(net_cfg).to(device)
+    opt = torch.optim.Adam([*nets.encoder.parameters(), *nets.actor.parameters()], lr=cfg.actor_lr)
+    loss = torch.zeros(())
+    for _ in tqdm(range(cfg.pretrain_steps), desc="bc", unit="upd", disable=not progress):
+        b = batch_to_torch(buffer.sample(cfg.batch_size, rng, source="demos"), device)
+        mean_action, _ = nets.actor(nets.state(b["frames"], b["proprio"], b["tasks"]), deterministic=True)
+        loss = F.mse_loss(mean_action, b["actions"].float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    config = {"network": asdict(net_cfg), "bc": {"steps": cfg.pretrain_steps, "loss": float(loss.item())}}
+    WeightStore(run_dir / "weights").publish(nets.state_dict(), config, step=cfg.pretrain_steps)
+    return nets
+
+
+def _pretrain_shared(
+    learner: Learner, cfg: LearningBenchConfig, method: str, shared: dict[str, Any], progress: bool
+) -> tuple[float, str | None]:
+    """Cal-QL pre-training, done once per benchmark and copied into later methods that need it.
+
+    Returns (seconds the pre-training took, the method it was copied from or None)."""
+    snap = shared.get("pretrained")
+    if snap is None:
+        t0 = time.perf_counter()
+        learner.pretrain(cfg.pretrain_steps, progress=progress)
+        seconds = time.perf_counter() - t0
+        shared["pretrained"] = {
+            "nets": {k: v.detach().clone() for k, v in learner.nets.state_dict().items()},
+            "agent": learner.agent.optimizer_state(),
+            "counters": dict(learner.counters),
+            "seconds": seconds,
+            "method": method,
+        }
+        return seconds, None
+    load_into(learner.nets, snap["nets"])
+    learner.agent.load_optimizer_state(snap["agent"])
+    learner.counters.update(snap["counters"])
+    learner.publish()
+    learner.save_checkpoint()
+    return float(snap["seconds"]), str(snap["method"])
+
+
+def _online(
+    cfg: LearningBenchConfig,
+    method: str,
+    nets: AgentNetworks,
+    learner: Learner | None,
+    buffer: ReplayBuffer,
+    eval_env: MockArmEnv,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
+    """The reset-free online phase with periodic held-out evaluation; ``learner=None``: no updates."""
+    torch.manual_seed(cfg.seed + 1)  # exploration noise independent of method order and shared pre-training
+    if learner is not None:
+        learner.rng = np.random.default_rng([cfg.seed, 1])
+    env = make_env(cfg, "train")
+    scene_resets = count_scene_resets(env)
+    times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
+    stats = {task: {"episodes": 0, "successes": 0} for task in ("forward", "backward")}
+    updates = 0
+    eval_at = set(cfg.eval_steps())
+    curve: list[list[float]] = []
+
+    def evaluate(step: int) -> None:
+        t = time.perf_counter()
+        curve.append([step, evaluate_forward(nets, eval_env, cfg.eval_seeds, device)])
+        times["eval"] += time.perf_counter() - t
+
+    t_start = time.perf_counter()
+    try:
+        evaluate(0)
+        t = time.perf_counter()
+        obs, _info = env.reset(seed=cfg.seed, options={"task": "forward"})
+        times["env"] += time.perf_counter() - t
+        buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))
+        bar = tqdm(total=cfg.online_steps, desc=method, unit="step", disable=not progress)
+        for step in range(1, cfg.online_steps + 1):
+            t = time.perf_counter()
+            action = policy_action(nets, obs, device, deterministic=False)
+            t2 = time.perf_counter()
+            obs, _r, terminated, truncated, info = env.step(action)
+            t3 = time.perf_counter()
+            times["act"] += t2 - t
+            times["env"] += t3 - t2
+            success = bool(info["success"])
+            buffer.add_step(action, float(success), obs["image"], obs["proprio"], terminated, truncated)
+            if learner is not None:
+                for _ in range(learner.update_budget()):
+                    learner.update("online")
+                    updates += 1
+                times["update"] += time.perf_counter() - t3
+            if terminated or truncated:
+                stats[env.task]["episodes"] += 1
+                stats[env.task]["successes"] += int(success)
+                if step < cfg.online_steps:
+                    t = time.perf_counter()
+                    obs, _info = env.reset(options={"task": other_task(env.task), "keep_scene": True})
+                    times["env"] += time.perf_counter() - t
+                    buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))
+            if step in eval_at:
+                evaluate(step)
+            bar.update(1)
+            if progress:
+                fwd, bwd = stats["forward"], stats["backward"]
+                bar.set_postfix(eval_fwd=f"{curve[-1][1]:.2f}", fwd=f"{fwd['successes']}/{fwd['episodes']}",
+                                bwd=f"{bwd['successes']}/{bwd['episodes']}", upd=updates)  # fmt: skip
+        bar.close()
+    finally:
+        env.close()
+    online_s = time.perf_counter() - t_start - times["eval"]
+    return {
+        "curve": curve,
+        "updates": updates,
+        "env_steps": cfg.online_steps,
+        "online_s": online_s,
+        "eval_s": times["eval"],
+        "ms_per_env_step": 1e3 * times["env"] / cfg.online_steps,
+        "ms_per_act": 1e3 * times["act"] / cfg.online_steps,
+        "ms_per_update": 1e3 * times["update"] / updates if updates else None,
+        "train_episodes": stats,
+        "scene_resets": scene_resets[0],
+    }
+
+
+def run_method(
+    cfg: LearningBenchConfig,
+    method: str,
+    out_dir: str,
+    data: dict[str, Any],
+    eval_env: MockArmEnv,
+    shared: dict[str, Any],
+    progress: bool = True,
+) -> dict[str, Any]:
+    """One method in a fresh ``out_dir/<method>__seed<seed>`` (an older folder of that name is replaced)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of: {', '.join(METHODS)}")
+    t0 = time.perf_counter()
+    run_dir = Path(out_dir) / f"{method}__seed{cfg.seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    device = resolve_device(cfg.device)
+    spec = BufferSpec((cfg.image_size, cfg.image_size), len(PROPRIO_NAMES), len(ACTION_NAMES), cfg.gamma)
+    buffer = ReplayBuffer(run_dir / "buffer", spec, capacity=cfg.buffer_capacity)
+    learner: Learner | None = None
+    try:
+        offline = _load_offline(buffer, data["jobs"], OFFLINE_KINDS[method])
+        buffer.flush()
+        pretrain_s, shared_from = 0.0, None
+        if method == "bc_only":
+            t = time.perf_counter()
+            nets = train_bc(cfg, buffer, run_dir, device, progress)
+            pretrain_s = time.perf_counter() - t
+        else:
+            log = (lambda msg: tqdm.write(f"robofume learner: {msg}")) if progress else (lambda _msg: None)
+            learner = Learner(cfg.learner_config(method), run_dir, buffer, device=str(device), log=log)
+            if method != "sac_scratch":
+                pretrain_s, shared_from = _pretrain_shared(learner, cfg, method, shared, progress)
+            nets = learner.nets
+        updating = learner if method in ("calql_finetune", "sac_scratch") else None
+        online = _online(cfg, method, nets, updating, buffer, eval_env, device, progress)
+        if learner is not None and updating is not None:
+            learner.publish()
+            learner.save_checkpoint()
+        buffer.flush()
+        online_transitions = len(buffer.valid_indices("online"))
+    finally:
+        buffer.close()
+        if learner is not None:
+            learner.close()
+    curve = online["curve"]
+    return {
+        **online,
+        "final": curve[-1][1],
+        "pre_trained_level": curve[0][1],
+        "pretrain_s": pretrain_s,
+        "pretrain_shared_from": shared_from,
+        "pretrain_updates": 0 if method == "sac_scratch" else cfg.pretrain_steps,
+        "train_s": pretrain_s + online["online_s"],
+        "wall_s": time.perf_counter() - t0,
+        "buffer": {"offline_transitions": offline, "online_transitions": online_transitions},
+        "offline_kinds": list(OFFLINE_KINDS[method]),
+        "run_dir": str(run_dir),
+    }
+
+
+# ---------------------------------------------------------------------- results
+def learning_targets(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Targets of the main method: final success >= 0.8, >= 30 points above its pre-trained level, and
+    <= 60 minutes of training (pre-training + online steps and updates; evaluation and data excluded)."""
+    main = methods.get(MAIN_METHOD)
+    if main is None:
+        return {"method": MAIN_METHOD, "final_ge_0.8": None, "gain_ge_30pts": None, "minutes_le_60": None,
+                "pass": False, "note": f"{MAIN_METHOD} was not run"}  # fmt: skip
+    gain = main["final"] - main["pre_trained_level"]
+    minutes = main["train_s"] / 60.0
+    checks = {"final_ge_0.8": main["final"] >= 0.8, "gain_ge_30pts": gain >= 0.3 - 1e-9,
+              "minutes_le_60": minutes <= 60.0}  # fmt: skip
+    return {"method": MAIN_METHOD, **checks, "pass": all(checks.values()), "final": main["final"],
+            "gain": gain, "train_minutes": minutes}  # fmt: skip
+
+
+def plot_learning(result: dict[str, Any], path: str) -> None:
+    """PNG of forward success vs online env steps, one line per method (matplotlib, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, m in result["methods"].items():
+        xs, ys = zip(*m["curve"], strict=True)
+        ax.plot(xs, ys, marker="o", label=name, lw=2.2 if name == MAIN_METHOD else 1.4)
+    ax.axhline(0.8, ls="--", lw=1, color="gray", label="target 0.8")
+    cfg = result["config"]
+    ax.set_xlabel("online env steps (reset-free)")
+    ax.set_ylabel(f"forward success, {cfg['eval_episodes']} held-out scenes")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(f"robofume learning bench: seed {cfg['seed']}, recipe {cfg['recipe']}, "
+                 f"{cfg['pretrain_steps']} pre-train updates")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    write_with(path, lambda f: fig.savefig(f, format="png"))
+
+
+def run_learning_bench(cfg: LearningBenchConfig, out_dir: str, progress: bool = True) -> dict[str, Any]:
+    """Run every method of ``cfg`` in ``out_dir``; write ``learning.json`` and ``learning.png`` there.
+
+    Returns ``{bench: "learning", config, machine, data, eval_seeds, methods: {name: {curve:
+    [[env_steps, forward_success], ...], final, pre_trained_level, wall_s, train_s, pretrain_s, online_s,
+    eval_s, updates, env_steps, ms_per_env_step, ms_per_act, ms_per_update, train_episodes, scene_resets,
+    buffer, ...}}, targets: {final_ge_0.8, gain_ge_30pts, minutes_le_60, pass, ...}, wall_s}``.
+    """
+    t0 = time.perf_counter()
+    ensure_writable_dir(out_dir)
+    data = prepare_data(cfg, os.path.join(out_dir, "data"), progress)
+    eval_env = make_env(cfg, "eval")
+    shared: dict[str, Any] = {}
+    methods: dict[str, dict[str, Any]] = {}
+    threads = torch.get_num_threads()
+    try:
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        for method in cfg.methods:
+            if progress:
+                tqdm.write(f"robofume bench learning: {method} (seed {cfg.seed})")
+            methods[method] = run_method(cfg, method, out_dir, data, eval_env, shared, progress)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+        eval_env.close()
+    machine = {**machine_info(), "torch": torch.__version__, "torch_threads": used_threads,
+               "mujoco": mujoco.__version__, "mujoco_gl": os.environ.get("MUJOCO_GL", ""),
+               "device": str(resolve_device(cfg.device))}  # fmt: skip
+    result: dict[str, Any] = {
+        "bench": "learning",
+        "config": cfg.to_dict(),
+        "machine": machine,
+        "data": {k: v for k, v in data.items() if k != "jobs"},
+        "eval_seeds": list(cfg.eval_seeds),
+        "methods": methods,
+        "targets": learning_targets(methods),
+        "wall_s": time.perf_counter() - t0,
+    }
+    write_json_atomic(os.path.join(out_dir, "learning.json"), result)
+    plot_learning(result, os.path.join(out_dir, "learning.png"))
+    return result
+
+
+def config_fields() -> tuple[str, ...]:
+    """Names of the :class:`LearningBenchConfig` fields (for command-line overrides)."""
+    return tuple(f.name for f in fields(LearningBenchConfig))

@@ -1,0 +1,103 @@
+"""The learning benchmark: one quick run of every method writes JSON + PNG, identical harnesses
+(same env steps, same evaluation points), a reset-free training stream and the online data in each
+buffer; plus config validation and dataset reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from policy_server import learning_bench as lb
+from policy_server.learning_bench import METHODS, LearningBenchConfig, prepare_data, run_learning_bench
+from policy_server.replay_buffer import ReplayBuffer
+from robofume.sim.mock_arm_env import MockArmEnv
+
+
+def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_path, monkeypatch) -> None:
+    train_envs: list[tuple[MockArmEnv, list[int]]] = []
+    make_env = lb.make_env
+
+    def spy(cfg: LearningBenchConfig, role: str) -> MockArmEnv:
+        env = make_env(cfg, role)
+        if role == "train":
+            train_envs.append((env, lb.count_scene_resets(env)))
+        return env
+
+    monkeypatch.setattr(lb, "make_env", spy)
+    cfg = LearningBenchConfig.quick()
+    result = run_learning_bench(cfg, str(tmp_path), progress=False)
+
+    saved = json.loads((tmp_path / "learning.json").read_text())
+    assert saved["bench"] == "learning" and saved["methods"].keys() == set(METHODS)
+    assert (tmp_path / "learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(json.dumps(result)) == saved
+
+    points = cfg.eval_steps()
+    assert points[0] == 0 and points[-1] == cfg.online_steps and len(points) >= 3
+    for name, m in saved["methods"].items():
+        assert [p[0] for p in m["curve"]] == points, name
+        assert all(0.0 <= p[1] <= 1.0 for p in m["curve"])
+        assert m["env_steps"] == cfg.online_steps
+        assert m["final"] == m["curve"][-1][1] and m["pre_trained_level"] == m["curve"][0][1]
+        assert m["scene_resets"] == 1, f"{name} reset the scene during online training"
+        with ReplayBuffer.open(m["run_dir"] + "/buffer", readonly=True) as buf:
+            assert len(buf.valid_indices("online")) == cfg.online_steps == m["buffer"]["online_transitions"]
+            assert len(buf.valid_indices("offline")) == m["buffer"]["offline_transitions"]
+
+    # the spy saw one training env per method, each randomised only by its single initial reset(seed)
+    assert len(train_envs) == len(METHODS)
+    assert [count[0] for _env, count in train_envs] == [1] * len(METHODS)
+
+    ms: dict[str, Any] = saved["methods"]
+    updates = int(cfg.utd_ratio * cfg.online_steps)
+    assert ms["calql_finetune"]["updates"] == ms["sac_scratch"]["updates"] == updates
+    assert ms["pretrained_only"]["updates"] == ms["bc_only"]["updates"] == 0
+    # the frozen pre-trained policy is the one calql_finetune starts from, so its curve is flat at that level
+    assert ms["pretrained_only"]["pretrain_shared_from"] == "calql_finetune"
+    assert {p[1] for p in ms["pretrained_only"]["curve"]} == {ms["calql_finetune"]["pre_trained_level"]}
+    assert ms["sac_scratch"]["buffer"]["offline_transitions"] == 0
+    assert ms["bc_only"]["offline_kinds"] == ["demos"]
+    offline = {name: m["buffer"]["offline_transitions"] for name, m in ms.items()}
+    assert 0 < offline["bc_only"] < offline["calql_finetune"] == offline["pretrained_only"]
+    assert set(saved["targets"]) >= {"final_ge_0.8", "gain_ge_30pts", "minutes_le_60", "pass"}
+    assert saved["eval_seeds"] == list(cfg.eval_seeds) and cfg.seed not in cfg.eval_seeds
+
+    # the dataset is reused by a later run with the same data settings, refused with other ones
+    again = prepare_data(cfg, str(tmp_path / "data"), progress=False)
+    assert again["reused"] and again["generate_s"] < 1.0
+    with pytest.raises(ValueError, match="image_size"):
+        prepare_data(dataclasses.replace(cfg, image_size=48), str(tmp_path / "data"), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"methods": ("calql_finetune", "dagger")}, "methods"),
+        ({"methods": ()}, "methods"),
+        ({"recipe": "td3"}, "recipe"),
+        ({"seed": 10_000}, "eval_seed_base"),
+        ({"online_steps": 0}, "online_steps"),
+        ({"image_size": 16}, "image_size"),
+        ({"demos_per_task": 0}, "bc_only"),
+        ({"recipe": "wsrl", "wsrl_warmup_transitions": 40}, "warm-up"),
+    ],
+)
+def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LearningBenchConfig.quick(**overrides)
+
+
+def test_evaluation_points_and_presets() -> None:
+    cfg = LearningBenchConfig(online_steps=2_500, eval_every=1_000, eval_episodes=5)
+    assert cfg.eval_steps() == [0, 1_000, 2_000, 2_500]
+    assert cfg.eval_seeds == (10_000, 10_001, 10_002, 10_003, 10_004)
+    assert LearningBenchConfig.preset("full") == LearningBenchConfig()
+    assert LearningBenchConfig.preset("quick", seed=3).seed == 3
+    assert LearningBenchConfig.medium().methods == METHODS
+    sac = LearningBenchConfig().learner_config("sac_scratch")
+    main = LearningBenchConfig().learner_config(lb.MAIN_METHOD)
+    assert sac.agent.cql_alpha == 0.0 and main.agent.cql_alpha > 0 and main.recipe == "calql"
+    assert main.freeze_encoder_online and not sac.freeze_encoder_online
