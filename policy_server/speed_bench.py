@@ -29,11 +29,17 @@ def _fill(buffer: ReplayBuffer, size: int, transitions: int, source: str) -> Non
 
 
 def run_learner_bench(
-    batch_size: int = 256, updates: int = 20, camera_size: int = 128, device: str = "auto"
+    batch_size: int = 256,
+    updates: int = 20,
+    camera_size: int = 128,
+    device: str = "auto",
+    cpu_threads: int = 1,
 ) -> dict[str, object]:
     """Learner updates/s at ``batch_size``: the Cal-QL pre-training update (encoder trained end to end)
     and the online SAC update of WSRL/RLPD with the frozen encoder's cached features; default
     network, frames sampled from a buffer of camera-size images."""
+    if cpu_threads > 0:
+        torch.set_num_threads(cpu_threads)  # a learner shares the CPU with the robot-side processes
     net = NetworkConfig()
     results: dict[str, object] = {
         "bench": "learner", "batch_size": batch_size, "camera_size": camera_size,
