@@ -1,7 +1,8 @@
 """Learning benchmark: does online fine-tuning after Cal-QL pre-training beat its baselines?
 
-Everything runs in this process, synchronously (no ROS, no extra processes), deterministic per
-seed. :func:`run_learning_bench`:
+Training, acting and evaluation run in this process, synchronously (no ROS, no learner or actor
+processes), deterministic per seed; only dataset generation may use ``data_workers`` worker
+processes (1: in-process). :func:`run_learning_bench`:
 
 1. **Data**: scripted demos, failures and prior episodes (``robofume.data.generate``) in
    ``out_dir/data``, generated once and reused by later runs with the same data settings.
@@ -9,14 +10,16 @@ seed. :func:`run_learning_bench`:
    buffer, then the same online harness (``online_steps`` env steps):
 
    * ``calql_finetune`` (the main method): Cal-QL pre-training on all offline data (prior, demos,
-     failures), then online fine-tuning with ``recipe`` (``calql``/``wsrl``/``rlpd``);
-   * ``pretrained_only``: the same pre-trained policy (the weights are shared, not retrained), no
-     online updates; it still acts for the same env steps and fills its buffer;
+     failures), then online fine-tuning with ``recipe`` (``calql``/``wsrl``/``rlpd``); online, the
+     pre-trained encoder stays frozen unless ``freeze_encoder_online=False`` (learner setting);
+   * ``pretrained_only``: the same pre-trained policy (pre-trained once per benchmark and copied, so
+     both start from identical weights), no online updates; it still acts for the same env steps
+     and fills its buffer;
    * ``bc_only``: behaviour cloning on the target demos only: the encoder and the actor of the same
      ``AgentNetworks`` trained end to end by MSE between the actor's mean action and the data action
      (``pretrain_steps`` steps, ``batch_size``); the critics are unused; no online updates;
-   * ``sac_scratch``: no offline data, no pre-training; SAC (``cql_alpha=0``) from an empty buffer
-     with the same update-to-data ratio.
+   * ``sac_scratch``: no offline data, no pre-training; SAC (``cql_alpha=0``, encoder trained) from
+     an empty buffer with the same update-to-data ratio.
 
    Online, ONE training env runs reset-free: ``reset(seed)`` once, then forward and backward
    alternate with ``reset(options={"task": ..., "keep_scene": True})`` after every episode (success
@@ -28,16 +31,18 @@ seed. :func:`run_learning_bench`:
    with the ground-truth checker, deterministic actions, on held-out scenes ``reset(seed=s)`` for s in
    ``eval_seeds`` (10_000 + i by default). The training env is seeded with ``seed`` (< 10_000) and
    the data episodes' seeds are checked to avoid the evaluation seeds, so no evaluation scene is
-   ever trained on.
+   ever trained on. Evaluation is deterministic, so weights already evaluated (a frozen policy,
+   the shared pre-trained weights) reuse their result instead of replaying the episodes.
 
 Output: ``out_dir/learning.json`` (see :func:`run_learning_bench`) and ``out_dir/learning.png``.
-The full-size defaults need hours on a 2-core CPU (about 0.4 s per Cal-QL update at batch 256, 40 ms
-per env step); :meth:`LearningBenchConfig.quick` is a smoke test and :meth:`LearningBenchConfig.medium`
-a run that fits in about half an hour.
+The full-size defaults need many hours on a 2-core CPU (about 0.4-0.5 s per Cal-QL update at batch
+256 with the conv encoder, about 45 ms per env step with the camera); :meth:`LearningBenchConfig.quick`
+is a smoke test (about 30 s) and :meth:`LearningBenchConfig.medium` a run of about half an hour.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -177,7 +182,7 @@ class LearningBenchConfig:
         base: dict[str, Any] = {
             "online_steps": 1_500, "pretrain_steps": 1_500, "eval_every": 500, "eval_episodes": 10,
             "batch_size": 64, "hidden_dim": 128, "demos_per_task": 10, "failures_per_task": 5,
-            "prior": 40,
+            "prior": 40, "torch_threads": 1,
         }  # fmt: skip
         return cls(**{**base, **overrides})
 
@@ -292,6 +297,16 @@ def count_scene_resets(env: MockArmEnv) -> list[int]:
     return count
 
 
+def policy_fingerprint(nets: AgentNetworks) -> str:
+    """SHA-256 of the weights the policy acts with (encoder, task embedding, actor)."""
+    h = hashlib.sha256()
+    for module in (nets.encoder, nets.task_embedding, nets.actor):
+        for name, tensor in module.state_dict().items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def policy_action(
     nets: AgentNetworks, obs: dict[str, Any], device: torch.device, deterministic: bool
 ) -> np.ndarray:
@@ -374,9 +389,13 @@ def _online(
     buffer: ReplayBuffer,
     eval_env: MockArmEnv,
     device: torch.device,
+    shared: dict[str, Any],
     progress: bool,
 ) -> dict[str, Any]:
-    """The reset-free online phase with periodic held-out evaluation; ``learner=None``: no updates."""
+    """The reset-free online phase with periodic held-out evaluation; ``learner=None``: no updates.
+
+    An evaluation of weights already evaluated (a frozen policy, or the pre-trained weights a second
+    method starts from) reuses that result: evaluation is deterministic, so it would be identical."""
     torch.manual_seed(cfg.seed + 1)  # exploration noise independent of method order and shared pre-training
     if learner is not None:
         learner.rng = np.random.default_rng([cfg.seed, 1])
@@ -388,9 +407,18 @@ def _online(
     eval_at = set(cfg.eval_steps())
     curve: list[list[float]] = []
 
+    evals = shared.setdefault("evals", {})
+    cached = 0
+
     def evaluate(step: int) -> None:
+        nonlocal cached
         t = time.perf_counter()
-        curve.append([step, evaluate_forward(nets, eval_env, cfg.eval_seeds, device)])
+        key = policy_fingerprint(nets)  # evaluation is deterministic: same weights, same result
+        if key in evals:
+            cached += 1
+        else:
+            evals[key] = evaluate_forward(nets, eval_env, cfg.eval_seeds, device)
+        curve.append([step, evals[key]])
         times["eval"] += time.perf_counter() - t
 
     t_start = time.perf_counter()
@@ -446,6 +474,7 @@ def _online(
         "ms_per_update": 1e3 * times["update"] / updates if updates else None,
         "train_episodes": stats,
         "scene_resets": scene_resets[0],
+        "evals_reused": cached,
     }
 
 
@@ -485,7 +514,7 @@ def run_method(
                 pretrain_s, shared_from = _pretrain_shared(learner, cfg, method, shared, progress)
             nets = learner.nets
         updating = learner if method in ("calql_finetune", "sac_scratch") else None
-        online = _online(cfg, method, nets, updating, buffer, eval_env, device, progress)
+        online = _online(cfg, method, nets, updating, buffer, eval_env, device, shared, progress)
         if learner is not None and updating is not None:
             learner.publish()
             learner.save_checkpoint()
@@ -535,9 +564,11 @@ def plot_learning(result: dict[str, Any], path: str) -> None:
     fig = Figure(figsize=(7.0, 4.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for name, m in result["methods"].items():
+    styles = ("-", "--", "-.", ":")
+    for i, (name, m) in enumerate(result["methods"].items()):
         xs, ys = zip(*m["curve"], strict=True)
-        ax.plot(xs, ys, marker="o", label=name, lw=2.2 if name == MAIN_METHOD else 1.4)
+        ax.plot(xs, ys, marker="osD^"[i % 4], ms=9 - 1.5 * i, ls=styles[i % 4], label=name,
+                lw=2.4 if name == MAIN_METHOD else 1.5)  # fmt: skip
     ax.axhline(0.8, ls="--", lw=1, color="gray", label="target 0.8")
     cfg = result["config"]
     ax.set_xlabel("online env steps (reset-free)")

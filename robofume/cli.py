@@ -35,6 +35,7 @@ EXAMPLES = """examples:
   robofume pretrain --data data/mock --run runs/mock  # offline Cal-QL pre-training, publishes weights
   robofume learner --run runs/mock --recipe wsrl   # async online learner on the run's replay buffer
   robofume bench learner --json                    # learner updates/s (also: policy, buffer)
+  robofume bench learning --preset medium --json   # success vs env steps, main method and baselines
 """
 
 
@@ -86,7 +87,11 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.name in ("learner", "policy", "buffer"):
+    if args.name == "learning":
+        from policy_server.learning_bench import LearningBenchConfig, run_learning_bench
+
+        result = run_learning_bench(LearningBenchConfig.preset(args.preset), args.out)
+    elif args.name in ("learner", "policy", "buffer"):
         from policy_server import speed_bench
 
         if args.name == "learner":
@@ -290,8 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="benchmarks; print JSON with --json", epilog="example: robofume bench sim --json"
     )
     bench.add_argument(
-        "name", choices=["sim", "transport", "learner", "policy", "buffer"], help="which benchmark"
+        "name",
+        choices=["sim", "transport", "learner", "policy", "buffer", "learning"],
+        help="which benchmark",
     )
+    bench.add_argument(
+        "--preset",
+        choices=["quick", "medium", "full"],
+        default="full",
+        help="learning: size of the run (full = 20k pre-train + 20k online steps; hours on a CPU)",
+    )
+    bench.add_argument("--out", default="outputs/bench_learning", help="learning: output folder (JSON + PNG)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
     bench.add_argument(

@@ -8,10 +8,20 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from policy_server import learning_bench as lb
-from policy_server.learning_bench import METHODS, LearningBenchConfig, prepare_data, run_learning_bench
+from policy_server.learning_bench import (
+    METHODS,
+    LearningBenchConfig,
+    evaluate_forward,
+    make_env,
+    prepare_data,
+    run_learning_bench,
+)
+from policy_server.networks import AgentNetworks
 from policy_server.replay_buffer import ReplayBuffer
 from robofume.sim.mock_arm_env import MockArmEnv
 
@@ -58,6 +68,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
     # the frozen pre-trained policy is the one calql_finetune starts from, so its curve is flat at that level
     assert ms["pretrained_only"]["pretrain_shared_from"] == "calql_finetune"
     assert {p[1] for p in ms["pretrained_only"]["curve"]} == {ms["calql_finetune"]["pre_trained_level"]}
+    assert ms["pretrained_only"]["evals_reused"] == len(points)  # same weights: deterministic result reused
     assert ms["sac_scratch"]["buffer"]["offline_transitions"] == 0
     assert ms["bc_only"]["offline_kinds"] == ["demos"]
     offline = {name: m["buffer"]["offline_transitions"] for name, m in ms.items()}
@@ -101,3 +112,19 @@ def test_evaluation_points_and_presets() -> None:
     main = LearningBenchConfig().learner_config(lb.MAIN_METHOD)
     assert sac.agent.cql_alpha == 0.0 and main.agent.cql_alpha > 0 and main.recipe == "calql"
     assert main.freeze_encoder_online and not sac.freeze_encoder_online
+
+
+def test_evaluation_is_deterministic_so_results_of_equal_weights_can_be_reused() -> None:
+    cfg = LearningBenchConfig.quick(max_episode_steps=6, eval_episodes=1)
+    torch.manual_seed(0)
+    nets = AgentNetworks(cfg.network_config())
+    env = make_env(cfg, "eval")
+    try:
+        ends = []
+        for _ in range(2):
+            assert evaluate_forward(nets, env, cfg.eval_seeds, torch.device("cpu")) in (0.0, 1.0)
+            ends.append((env.object_pos(), env.ee_pos(), env.joint_positions()))
+    finally:
+        env.close()
+    for a, b in zip(*ends, strict=True):
+        np.testing.assert_array_equal(a, b)
