@@ -95,7 +95,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from policy_server import speed_bench
 
         if args.name == "learner":
-            result = speed_bench.run_learner_bench(updates=args.steps if args.steps != 200 else 20)
+            result = speed_bench.run_learner_bench(updates=args.steps or 20)
         elif args.name == "policy":
             result = speed_bench.run_policy_latency_bench(camera_size=args.image_size)
         else:
@@ -111,7 +111,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         from robofume.bench.sim_bench import run_sim_bench
 
-        result = run_sim_bench(image_size=args.image_size, steps=args.steps)
+        result = run_sim_bench(image_size=args.image_size, steps=args.steps or 200)
     if args.json:
         print(json.dumps(result))
     else:
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
     bench.add_argument(
-        "--steps", type=int, default=200, help="sim: env steps to time (200); learner: updates to time (20)"
+        "--steps", type=int, default=None, help="sim: env steps to time (200); learner: updates to time (20)"
     )
     bench.add_argument(
         "--seconds", type=float, default=10.0, help="transport: seconds per case (default: 10)"
