@@ -15,11 +15,8 @@ for auto-labelling scripted data only; the learner's reward in the main pipeline
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym
 import mujoco
