@@ -15,6 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${ROBOFUME_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(libegl1 libgl1-mesa-dri libusb-1.0-0)
+TEST_APT_PACKAGES=(chromium)  # headless browser for the labeling tool's end-to-end test
 
 log() { printf '[robofume setup] %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -22,7 +23,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 ensure_apt() {
   command -v dpkg >/dev/null 2>&1 || { log "not a Debian/Ubuntu system: make sure ${APT_PACKAGES[*]} are installed"; return; }
   local missing=() pkg
-  for pkg in "${APT_PACKAGES[@]}"; do
+  local wanted=("${APT_PACKAGES[@]}")
+  [ "${cmd:-}" = "test" ] && wanted+=("${TEST_APT_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
