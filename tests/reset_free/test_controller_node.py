@@ -125,7 +125,8 @@ def test_controller_node_alternates_pauses_and_recovers() -> None:
             assert run_until(lambda: phases[-1] == "backward")
             call("estop")
             assert run_until(lambda: phases[-1] == "estop" and estops == [True])
-            assert status[-1].status[0].level in (DiagnosticStatus.ERROR, DiagnosticStatus.WARN)
+            assert run_until(lambda: status[-1].status[0].message.startswith("estop"))
+            assert status[-1].status[0].level == DiagnosticStatus.ERROR
         finally:
             ctrl.destroy_node()
             peer.destroy_node()
