@@ -1,0 +1,267 @@
+"""The reward node as deployed: a separate process (``python -m reward_vlm.reward_node``) fed frames and
+the phase over ROS 2 by the test. Verdicts carry the judged frame's stamp, one success event per confirmed
+streak, "unknown" heartbeats once the camera goes silent, the newest frame only behind a slow classifier,
+and one-line startup errors. The classifier is the colour stand-in (test hook)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 not installed (./run.sh setup installs it)")
+sys.path.insert(0, str(Path(__file__).parents[1] / "robot_ws"))
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from ros_test_utils import ros_context, spin_until  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Float32, Header, String  # noqa: E402
+
+from reward_vlm.reward_core import TEST_CLASSIFIER_ENV, TEST_CLASSIFIER_KWARGS_ENV  # noqa: E402
+from reward_vlm.reward_node import phase_qos  # noqa: E402
+from reward_vlm.stand_in import color_frame  # noqa: E402
+from robofume_robot.launcher import ros_environment  # noqa: E402
+from robofume_robot.ros_image import sec_to_stamp, stamp_to_sec, to_image_msg  # noqa: E402
+
+STAND_IN = "reward_vlm.stand_in:make_stand_in"
+
+
+def node_command(params: dict[str, Any]) -> list[str]:
+    """``python -m reward_vlm.reward_node`` with ``params`` as ``-p`` overrides."""
+    cmd = [sys.executable, "-m", "reward_vlm.reward_node", "--ros-args"]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
+    return cmd
+
+
+def node_env(classifier_kwargs: dict[str, Any] | None) -> dict[str, str]:
+    """The launcher's ROS environment plus the stand-in classifier hook (None: no hook)."""
+    env = ros_environment()
+    env["OMP_NUM_THREADS"] = "1"
+    env.pop(TEST_CLASSIFIER_ENV, None)
+    if classifier_kwargs is not None:
+        env[TEST_CLASSIFIER_ENV] = STAND_IN
+        env[TEST_CLASSIFIER_KWARGS_ENV] = json.dumps(classifier_kwargs)
+    return env
+
+
+def status_of(msg: DiagnosticArray) -> tuple[DiagnosticStatus, dict[str, str]]:
+    """The "reward" status of a verdict message and its values."""
+    [status] = msg.status
+    return status, {kv.key: kv.value for kv in status.values}
+
+
+class RewardRig:
+    """The test side: a camera and a controller (phase) publisher, and listeners of the reward topics."""
+
+    def __init__(self, context: rclpy.Context, node_proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.node = rclpy.create_node("reward_rig", context=context)
+        self.proc, self.log = node_proc, log
+        self.image_pub = self.node.create_publisher(Image, "camera/color/image_raw", qos_profile_sensor_data)
+        self.phase_pub = self.node.create_publisher(String, "reset_free/phase", phase_qos(True))
+        self.verdicts: list[tuple[float, DiagnosticArray]] = []  # (receive time, message)
+        self.probs: list[float] = []
+        self.events: list[Header] = []
+        self.node.create_subscription(
+            DiagnosticArray, "reward/verdict", lambda m: self.verdicts.append((time.time(), m)), 50
+        )
+        self.node.create_subscription(Float32, "reward/success_prob", lambda m: self.probs.append(m.data), 50)
+        self.node.create_subscription(Header, "reward/success", self.events.append, 50)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def check(self) -> None:
+        """Fail with the node's log if it has exited."""
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"reward node exited ({self.proc.returncode}): {self.log.read_text()[-3000:]}"
+            )
+
+    def spin(self, seconds: float) -> None:
+        """Spin for ``seconds``."""
+        spin_until(self.executor, lambda: False, seconds, check=self.check)
+
+    def wait(self, condition: Callable[[], object], timeout: float) -> bool:
+        """Spin until ``condition()`` or ``timeout`` s."""
+        return spin_until(self.executor, condition, timeout, check=self.check)
+
+    def publish_frames(self, frames: list[np.ndarray], hz: float) -> list[float]:
+        """Publish ``frames`` at ``hz``, stamped with the time of publishing; returns the stamps."""
+        stamps = []
+        for frame in frames:
+            t = time.time()
+            stamps.append(stamp_to_sec(sec_to_stamp(t)))
+            self.image_pub.publish(to_image_msg(frame, sec_to_stamp(t)))
+            self.spin(max(0.0, t + 1.0 / hz - time.time()))
+        return stamps
+
+    def judged(self, since: float = 0.0) -> list[tuple[float, DiagnosticStatus, dict[str, str], float]]:
+        """(receive time, status, values, frame stamp) of verdicts received after ``since``."""
+        out = []
+        for t, msg in self.verdicts:
+            if t >= since:
+                status, values = status_of(msg)
+                out.append((t, status, values, stamp_to_sec(msg.header.stamp)))
+        return out
+
+    def close(self) -> None:
+        """Destroy the test node."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def start_node(tmp_path: Path, params: dict[str, Any], classifier_kwargs: dict[str, Any]) -> tuple:
+    """Start the node process with its output in ``tmp_path/reward.log``; returns (process, log path)."""
+    log = tmp_path / "reward.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            node_command(params), env=node_env(classifier_kwargs), stdout=out, stderr=subprocess.STDOUT
+        )
+    return proc, log
+
+
+def stop_node(proc: subprocess.Popen[bytes]) -> int:
+    """SIGINT, then kill after 10 s; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> None:
+    with ros_context() as context:
+        # The phase is published before the node starts: transient local, the node still gets it.
+        proc, log = start_node(
+            tmp_path, {"confirm_frames": 3, "max_frame_age_s": 0.5, "heartbeat_hz": 4.0}, {"delay_s": 0.0}
+        )
+        rig = RewardRig(context, proc, log)
+        try:
+            rig.phase_pub.publish(String(data="forward"))
+            assert rig.wait(lambda: len(rig.verdicts) >= 1, 30), "no heartbeat verdict from the node"
+            _, first = status_of(rig.verdicts[0][1])
+            assert rig.verdicts[0][1].status[0].level == DiagnosticStatus.STALE
+            assert first["reason"] in ("no_frame", "no_fresh_frame") and first["frame_stamp"] == "none"
+            assert rig.wait(lambda: rig.image_pub.get_subscription_count() > 0, 10)
+
+            start = time.time()
+            stamps = rig.publish_frames([color_frame(230)] * 8 + [color_frame(20)] * 2, hz=10)
+            rig.spin(0.3)
+            judged = [v for v in rig.judged(start) if v[2]["frame_stamp"] != "none"]
+            assert len(judged) >= 8, f"only {len(judged)} of 10 frames judged; log {log}"
+            assert {v[3] for v in judged} <= set(stamps), "verdict stamps must be published frame stamps"
+            assert [v[3] for v in judged] == sorted({v[3] for v in judged}), "a frame judged twice"
+            success = [v for v in judged if v[1].message == "success"]
+            assert all(v[2]["task"] == "forward" and float(v[2]["probability"]) > 0.5 for v in success)
+            assert all(v[1].level == DiagnosticStatus.OK for v in judged)
+            confirmed = [v for v in judged if v[2]["confirmed"] == "true"]
+            assert confirmed and confirmed[0][3] == success[2][3], "confirmation needs 3 successes"
+            assert [v[1].message for v in judged[-2:]] == ["failure", "failure"]
+            assert len(rig.events) == 1, "one success event per confirmed streak"
+            assert (stamp_to_sec(rig.events[0].stamp), rig.events[0].frame_id) == (confirmed[0][3], "forward")
+            assert all(0 <= float(v[2]["frame_age_ms"]) < 500 for v in judged)
+
+            # The camera goes silent: "unknown" within max_frame_age + margin, never a success.
+            silent_since = time.time()
+            rig.spin(2.0)
+            after = rig.judged(silent_since)
+            assert after and after[0][0] - stamps[-1] < 0.5 + 0.5, (
+                "no unknown verdict after the camera stopped"
+            )
+            assert len(after) >= 5, "heartbeats must keep coming while the camera is silent"
+            assert all(v[1].message == "unknown" and v[2]["reason"] == "no_fresh_frame" for v in after)
+            assert all(v[1].level == DiagnosticStatus.STALE for v in after)
+            assert math.isnan(rig.probs[-1]) and len(rig.events) == 1
+
+            # Stale frames (stamped 1 s ago) and a failing classifier are "unknown" too.
+            old = time.time() - 1.0
+            rig.image_pub.publish(to_image_msg(color_frame(250), sec_to_stamp(old)))
+            rig.publish_frames([color_frame(250, green=255)], hz=10)
+            assert rig.wait(lambda: any(v[2]["reason"] == "classifier_error" for v in rig.judged()), 5)
+            reasons = {v[2]["reason"] for v in rig.judged(silent_since)}
+            assert {"stale_frame", "classifier_error"} <= reasons
+
+            # Pausing: frames are answered "no_task"; a switch restarts the confirmation.
+            rig.phase_pub.publish(String(data="paused"))
+            rig.spin(0.3)
+            paused = time.time()
+            rig.publish_frames([color_frame(230)] * 3, hz=10)
+            rig.spin(0.3)
+            assert {v[2]["reason"] for v in rig.judged(paused) if v[2]["frame_stamp"] != "none"} == {
+                "no_task"
+            }
+            rig.phase_pub.publish(String(data="backward"))
+            rig.spin(0.3)
+            switched = time.time()
+            rig.publish_frames([color_frame(230)] * 2, hz=10)
+            rig.spin(0.3)
+            back = [v for v in rig.judged(switched) if v[2]["frame_stamp"] != "none"]
+            assert [(v[1].message, v[2]["task"], v[2]["confirmed"]) for v in back] == [
+                ("success", "backward", "false")
+            ] * 2
+            assert len(rig.events) == 1
+        finally:
+            rig.close()
+            code = stop_node(proc)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def test_slow_classifier_judges_the_newest_frame_without_backlog(tmp_path: Path) -> None:
+    with ros_context() as context:
+        proc, log = start_node(
+            tmp_path, {"confirm_frames": 1, "max_frame_age_s": 2.0, "rate_hz": 0.0}, {"delay_s": 0.25}
+        )
+        rig = RewardRig(context, proc, log)
+        try:
+            rig.phase_pub.publish(String(data="forward"))
+            assert rig.wait(lambda: rig.image_pub.get_subscription_count() > 0 and rig.verdicts, 30)
+            start = time.time()
+            stamps = rig.publish_frames([color_frame(100 + i) for i in range(30)], hz=30)
+            assert rig.wait(lambda: any(v[3] == stamps[-1] for v in rig.judged(start)), 3), (
+                "the newest frame was not judged"
+            )
+            rig.spin(0.6)
+            judged = [v for v in rig.judged(start) if v[2]["frame_stamp"] != "none"]
+        finally:
+            rig.close()
+            code = stop_node(proc)
+    assert code == 0, log.read_text()[-3000:]
+    wall = stamps[-1] - stamps[0] + 0.25
+    assert len(judged) <= wall / 0.25 + 2, f"{len(judged)} verdicts for 30 frames: a backlog"
+    assert judged[-1][3] == stamps[-1] and float(judged[-1][2]["probability"]) == pytest.approx(
+        129 / 255, abs=1e-3
+    )
+    assert int(judged[-1][2]["dropped_frames"]) >= 30 - len(judged) - 2
+    assert all(float(v[2]["latency_ms"]) >= 240 for v in judged)
+    # The newest frame waits at most one classification: frame ages stay below two classifier calls.
+    assert all(float(v[2]["frame_age_ms"]) < 2 * 250 + 150 for v in judged)
+
+
+@pytest.mark.parametrize(
+    ("params", "hook", "message"),
+    [
+        ({}, False, "classifier_path"),
+        ({"max_frame_age_s": -1.0}, True, "max_frame_age_s"),
+        ({"confirm_frames": "three"}, True, "confirm_frames"),
+        ({"classifier_path": "/nonexistent/classifier"}, False, "not a folder"),
+    ],
+)
+def test_bad_parameters_are_one_line_errors(params: dict[str, Any], hook: bool, message: str) -> None:
+    result = subprocess.run(
+        node_command(params), env=node_env({} if hook else None), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("robofume: error: reward:") and message in lines[0], lines
