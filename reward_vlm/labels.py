@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from robofume.atomic_io import write_json_atomic
@@ -138,3 +138,32 @@ def label_counts(labels: Iterable[FrameLabel]) -> dict[str, dict[str, int]]:
     for label in labels:
         counts[label.task]["success" if label.success else "failure"] += 1
     return counts
+
+
+def _lock_path(path: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
+
+
+def update_labels(
+    path: str | os.PathLike[str], change: Callable[[list[FrameLabel]], Iterable[FrameLabel]]
+) -> list[FrameLabel]:
+    """Read-modify-write the label file under an exclusive lock; return the labels now on disk.
+
+    ``change`` receives the labels currently on disk and returns the new list, which is validated
+    and saved atomically. Writers that all go through this function (the labeling tool, the
+    session's auto-labeler) never drop each other's labels. A damaged file raises
+    :class:`LabelError` and is left untouched.
+    """
+    import fcntl
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, LABELS_FILENAME)
+    fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        new = merge_labels(validate_label(label) for label in change(load_labels(path)))
+        save_labels(path, new)
+        return new
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
