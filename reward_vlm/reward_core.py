@@ -97,6 +97,8 @@ class RewardNodeConfig:
         max_frame_age_s: a frame older than this when judged (or when its verdict is ready) is "unknown".
         confirm_frames: k consecutive successes needed for a confirmed success (1 = every success).
         rate_hz: most judgements per second; frames in between are replaced by newer ones (0 = no cap).
+            Keep it above the camera rate (a cap equal to it delays frames by the camera's jitter):
+            it is for cameras faster than the reward needs, to leave CPU to other nodes.
         heartbeat_hz: rate of frame-less "unknown" verdicts while no new frame arrives.
         cpu_threads: torch CPU threads for the classifier (the robot PC also runs other nodes).
         device: torch device of the classifier ("cpu", "cuda", ...).
@@ -105,7 +107,7 @@ class RewardNodeConfig:
     classifier_path: str = ""
     max_frame_age_s: float = 0.5
     confirm_frames: int = 3
-    rate_hz: float = 10.0
+    rate_hz: float = 15.0
     heartbeat_hz: float = 2.0
     cpu_threads: int = 1
     device: str = "cpu"

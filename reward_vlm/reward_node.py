@@ -21,7 +21,7 @@ replaces an unjudged one. Stale, missing or undecodable input, no task, or a fai
 times a second.
 
 Parameters: ``classifier_path`` (required: folder from ``robofume reward train``), ``max_frame_age_s``
-(0.5), ``confirm_frames`` (3), ``rate_hz`` (10, most judgements a second, 0 = no cap), ``heartbeat_hz``
+(0.5), ``confirm_frames`` (3), ``rate_hz`` (15, most judgements a second, 0 = no cap), ``heartbeat_hz``
 (2), ``cpu_threads`` (1), ``device`` ("cpu"), ``phase_transient_local`` (true).
 
 Tests and simulation only: with ``classifier_path`` empty, ``ROBOFUME_REWARD_TEST_CLASSIFIER=module:factory``
