@@ -607,7 +607,7 @@ class RecorderConfig:
     """The recorder: where, how files split, and how much may wait for the disk."""
 
     output: str = "recordings"
-    """Parent folder; the session goes to ``<output>/<session>/``."""
+    """Parent folder; the session goes to ``<output>/<session>/``. Empty = ``recordings``."""
     session: str = ""
     """Session folder name; empty = ``session_<local time>``."""
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -617,6 +617,7 @@ class RecorderConfig:
     """Keep one camera frame in N (types in :data:`IMAGE_TYPES`)."""
 
     def __post_init__(self) -> None:
+        self.output = self.output or "recordings"
         if self.max_queue_mb <= 0:
             raise McapRecorderError(f"max_queue_mb must be > 0, got {self.max_queue_mb}")
         if self.image_every_n < 1:
