@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from robofume_robot import launch_files
+from robofume_robot import launcher as launcher_module
 from robofume_robot.config_paths import config_dir
 from robofume_robot.launch_files import LaunchFileError, launch_text, read_parameter_file
 from robofume_robot.launcher import ROBOTS, Launcher, NodeSpec, ros_environment
@@ -208,18 +210,49 @@ def check_structure(entities: list[dict[str, Any]], where: str) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What robofume's launcher starts, that one launch file must start too."""
+
+    file_name: str
+    source: str
+    params_name: str
+    nodes: tuple[NodeSpec, ...]
+    optional: tuple[NodeSpec, ...] = ()
+
+
+def expected_files(robots: dict[str, tuple[str, tuple[NodeSpec, ...]]] = ROBOTS) -> list[Expected]:
+    """One launch file per robot flavour, and one for the session's nodes where the launcher has them."""
+    out = [
+        Expected(f"{robot}_robot.launch.yaml", f"ROBOTS[{robot!r}]", params, nodes)
+        for robot, (params, nodes) in robots.items()
+    ]
+    if getattr(launcher_module, "SESSION_NODES", ()):
+        mcap = getattr(launcher_module, "MCAP_NODE", None)
+        out.append(
+            Expected(
+                "session.launch.yaml",
+                "SESSION_NODES",
+                launcher_module.SESSION_PARAMS,
+                launcher_module.SESSION_NODES,
+                (mcap,) if mcap else (),
+            )
+        )
+    return out
+
+
+def file_values(params_name: str) -> dict[str, dict[str, Any]]:
+    """Node name -> parameter values of a parameter file in config/."""
+    data = yaml.safe_load((config_dir() / params_name).read_text()) or {}
+    return {str(k).rsplit("/", 1)[-1]: dict(v.get("ros__parameters") or {}) for k, v in data.items()}
+
+
 def check_against_launcher(
-    robot: str,
-    entities: list[dict[str, Any]],
-    robots: dict[str, tuple[str, tuple[NodeSpec, ...]]] = ROBOTS,
-    executables: dict[str, str] | None = None,
+    exp: Expected, entities: list[dict[str, Any]], executables: dict[str, str] | None = None
 ) -> list[str]:
-    """Everything that would make ``ros2 launch`` run something other than ``robofume robot``."""
-    where = f"launch/{robot}_robot.launch.yaml"
+    """Everything that would make ``ros2 launch`` run something other than robofume's launcher."""
+    where = f"launch/{exp.file_name}"
     executables = node_executables() if executables is None else executables
-    params_name, specs = robots[robot]
-    params_path = config_dir() / params_name
-    file_params = {n: {p.name: p.value for p in ps} for n, ps in read_parameter_file(params_path).items()}
     problems = check_structure(entities, where)
     try:
         _, set_env, nodes = evaluate(entities, {"namespace": "robot1"})
@@ -233,24 +266,27 @@ def check_against_launcher(
     if declared.get("gui", {}).get("default") != "false":
         problems.append(f"{where}: the gui argument must default to false")
 
-    gated = [n for n in nodes if (n.get("pkg"), n.get("exec")) in GUI_NODES]
-    if not gated:
+    optional = {spec.name for spec in exp.optional}
+    if not [n for n in nodes if (n.get("pkg"), n.get("exec")) in GUI_NODES]:
         problems.append(f"{where}: no rviz2 node behind the gui argument")
-    raw_nodes = [e["node"] for e in entities if "node" in e]
-    for raw in raw_nodes:
+    for raw in (e["node"] for e in entities if "node" in e):
         is_gui = (raw.get("pkg"), raw.get("exec")) in GUI_NODES
-        if is_gui and (raw.get("if") != "$(var gui)" or "unless" in raw):
-            problems.append(f"{where}: {raw.get('exec')} must start only if: $(var gui)")
-        if not is_gui and ("if" in raw or "unless" in raw):
+        condition = "$(var gui)" if is_gui else f"$(var start_{raw.get('name')})"
+        if is_gui or raw.get("name") in optional:
+            if raw.get("if") != condition or "unless" in raw:
+                problems.append(f"{where}: {raw.get('name')} must start only if: {condition}")
+            arg = condition[len("$(var ") : -1]
+            if declared.get(arg, {}).get("default") != "false":
+                problems.append(f"{where}: argument {arg} must exist and default to false")
+        elif "if" in raw or "unless" in raw:
             problems.append(
-                f"{where}: node {raw.get('name')!r} is conditional; robofume robot always starts it"
+                f"{where}: node {raw.get('name')!r} is conditional; the launcher always starts it"
             )
         if raw.get("namespace") != "$(var namespace)":
             problems.append(f"{where}: node {raw.get('name')!r} must use namespace: $(var namespace)")
 
     # Environment: the same variables and values, the shell's value kept where the launcher keeps it.
-    launcher_env = ros_environment({})
-    for var, value in launcher_env.items():
+    for var, value in ros_environment({}).items():
         if var not in set_env:
             problems.append(
                 f"{where}: no set_env for {var} (robofume_robot.launcher.ros_environment sets it)"
@@ -263,23 +299,23 @@ def check_against_launcher(
             if with_shell[var] != ros_environment(shell)[var]:
                 problems.append(
                     f"{where}: {var} set in the shell is {with_shell[var]!r} under launch, "
-                    f"{ros_environment(shell)[var]!r} under robofume robot"
+                    f"{ros_environment(shell)[var]!r} under robofume's launcher"
                 )
 
-    # Nodes: exactly the launcher's, same executable, parameters file, parameter values, namespace.
-    robot_nodes = {n.get("name"): n for n in nodes if (n.get("pkg"), n.get("exec")) not in GUI_NODES}
-    launcher = Launcher(robot, namespace="robot1", env={})
-    launcher.nodes, launcher.params_file = specs, params_path
-    for spec in specs:
+    # Nodes: exactly the launcher's, same executable, parameter file, parameter values, namespace.
+    launched = {n.get("name"): n for n in nodes if (n.get("pkg"), n.get("exec")) not in GUI_NODES}
+    launcher = Launcher("mock", namespace="robot1", env={})
+    launcher.params_file = config_dir() / exp.params_name
+    for spec in (*exp.nodes, *exp.optional):
         exe = spec.module.rsplit(".", 1)[-1]
         if executables.get(exe) != spec.module:
             problems.append(
                 f"robot_ws/src/robofume_robot/setup.py: NODE_EXECUTABLES lacks {exe!r}: {spec.module!r} "
-                f"(node {spec.name!r} of ROBOTS[{robot!r}])"
+                f"(node {spec.name!r} of launcher.{exp.source})"
             )
         elif not has_main(spec.module):
             problems.append(f"{spec.module} has no main() for its console script {exe}")
-        node = robot_nodes.pop(spec.name, None)
+        node = launched.pop(spec.name, None)
         if node is None:
             problems.append(f"{where}: no node {spec.name!r} (module {spec.module}); {REGENERATE}")
             continue
@@ -289,61 +325,66 @@ def check_against_launcher(
                 f"expected {PACKAGE}/{exe} ({spec.module})"
             )
         cmd = launcher.command(spec)
-        expected_ns = next(a.split(":=", 1)[1] for a in cmd if a.startswith("__ns:="))
+        expected_ns = cmd[cmd.index("-r", cmd.index("-r") + 1) + 1].split(":=", 1)[1]
         if "/" + node.get("namespace", "").strip("/") != expected_ns:
             problems.append(
                 f"{where}: node {spec.name!r} namespace {node.get('namespace')!r} != {expected_ns}"
             )
+        params_path = Path(cmd[cmd.index("--params-file") + 1])
         files = [p["from"] for p in node["param"] if "from" in p]
         if files != [str(params_path)]:
             problems.append(
                 f"{where}: node {spec.name!r} reads parameter files {files}, the launcher reads {params_path}"
             )
         values = {p["name"]: param_value(p["value"]) for p in node["param"] if "name" in p}
-        in_file = file_params.get(spec.name, {})
+        in_file = file_values(params_path.name).get(spec.name, {})
         for key, value in values.items():
             if key in spec.overrides:
                 if value != spec.overrides[key]:
                     problems.append(
-                        f"{where}: {spec.name}.{key}={value!r}, NodeSpec.overrides has "
-                        f"{spec.overrides[key]!r}"
+                        f"{where}: {spec.name}.{key}={value!r}, "
+                        f"NodeSpec.overrides has {spec.overrides[key]!r}"
                     )
             elif key not in in_file:
                 problems.append(
                     f"{where}: {spec.name}.{key} is set from a launch argument but is not in "
-                    f"config/{params_name}"
+                    f"config/{params_path.name}"
                 )
             elif value != in_file[key] or type(value) is not type(in_file[key]):
                 problems.append(
-                    f"{where}: {spec.name}.{key} defaults to {value!r}, config/{params_name} "
+                    f"{where}: {spec.name}.{key} defaults to {value!r}, config/{params_path.name} "
                     f"has {in_file[key]!r}; {REGENERATE}"
                 )
-        for key in set(in_file) - set(values):
+        for key in sorted(set(in_file) - set(values)):
             problems.append(
-                f"{where}: {spec.name}.{key} of config/{params_name} is no launch argument; {REGENERATE}"
+                f"{where}: {spec.name}.{key} of config/{params_path.name} is no launch argument; {REGENERATE}"
             )
-        for key in set(spec.overrides) - set(values):
+        for key in sorted(set(spec.overrides) - set(values)):
             problems.append(f"{where}: {spec.name}.{key} of NodeSpec.overrides is not set; {REGENERATE}")
-    for extra in robot_nodes:
-        problems.append(f"{where}: node {extra!r} is not in ROBOTS[{robot!r}]; {REGENERATE}")
+    for extra in launched:
+        problems.append(f"{where}: node {extra!r} is not in launcher.{exp.source}; {REGENERATE}")
     return problems
 
 
 # --- tests --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("robot", sorted(ROBOTS))
-def test_launch_file_agrees_with_launcher(robot: str) -> None:
-    path = LAUNCH_DIR / f"{robot}_robot.launch.yaml"
+@pytest.mark.parametrize("exp", expected_files(), ids=lambda e: e.file_name)
+def test_launch_file_agrees_with_launcher(exp: Expected) -> None:
+    path = LAUNCH_DIR / exp.file_name
     assert path.is_file(), f"{path} missing; {REGENERATE}"
-    problems = check_against_launcher(robot, load(path))
+    problems = check_against_launcher(exp, load(path))
     assert not problems, "\n".join(problems)
 
 
-def test_one_launch_file_per_robot_and_up_to_date() -> None:
-    expected = launch_files.launch_files()
+def test_one_launch_file_per_node_set_and_up_to_date() -> None:
     present = {p.name for p in LAUNCH_DIR.glob("*.launch.yaml")}
-    assert present == set(expected), f"launch/ has {sorted(present)}, ROBOTS gives {sorted(expected)}"
+    wanted = {e.file_name for e in expected_files()}
+    assert present == wanted, (
+        f"launch/ has {sorted(present)}, the launcher gives {sorted(wanted)}; {REGENERATE}"
+    )
+    expected = launch_files.launch_files()
+    assert set(expected) == wanted
     for name, text in expected.items():
         assert (LAUNCH_DIR / name).read_text() == text, f"launch/{name} is out of date; {REGENERATE}"
 
@@ -369,13 +410,14 @@ def test_namespace_and_arguments_reach_the_nodes() -> None:
 
 def test_checker_names_a_node_missing_from_the_launch_file() -> None:
     """What the coordinator sees after adding a node to ROBOTS without regenerating."""
-    robots = copy.deepcopy(ROBOTS)
-    params, specs = robots["mock"]
-    robots["mock"] = (params, (*specs, NodeSpec("policy_server", "policy_server.policy_server_node")))
-    problems = check_against_launcher("mock", load(LAUNCH_DIR / "mock_robot.launch.yaml"), robots)
+    mock = next(e for e in expected_files() if e.file_name == "mock_robot.launch.yaml")
+    extra = NodeSpec("policy_server", "policy_server.policy_server_node")
+    grown = Expected(mock.file_name, mock.source, mock.params_name, (*mock.nodes, extra))
+    problems = check_against_launcher(grown, load(LAUNCH_DIR / "mock_robot.launch.yaml"), executables={})
     text = "\n".join(problems)
     assert "no node 'policy_server' (module policy_server.policy_server_node)" in text
     assert "NODE_EXECUTABLES lacks 'policy_server_node': 'policy_server.policy_server_node'" in text
+    assert "NODE_EXECUTABLES lacks 'mock_arm_node'" in text
 
 
 def test_checker_catches_drift() -> None:
@@ -384,7 +426,8 @@ def test_checker_catches_drift() -> None:
     def problems_after(edit: Any) -> str:
         changed = copy.deepcopy(entities)
         edit(changed)
-        return "\n".join(check_against_launcher("real", changed))
+        real = next(e for e in expected_files() if e.file_name == "real_robot.launch.yaml")
+        return "\n".join(check_against_launcher(real, changed))
 
     def arg(es: list[dict[str, Any]], name: str) -> dict[str, Any]:
         return next(e["arg"] for e in es if e.get("arg", {}).get("name") == name)

@@ -14,6 +14,11 @@ NODE_EXECUTABLES = {
     "realsense_camera_node": "robofume_robot.realsense_camera_node",
     "arm_adapter_node": "robofume_robot.arm_adapter_node",
     "scripted_policy_node": "robofume_robot.scripted_policy_node",
+    # The fine-tuning session's nodes (launcher.SESSION_NODES; they need the robofume Python package).
+    "policy_server_node": "policy_server.policy_server_node",
+    "reward_node": "reward_vlm.reward_node",
+    "controller_node": "reset_free.controller_node",
+    "recorder_node": "reset_free.recorder_node",
 }
 """Console script -> module with a ``main()``: what ``ros2 run robofume_robot <script>`` and the launch
 files start. A node of ``launcher.ROBOTS`` named ``<pkg>.<module>`` runs as the script ``<module>``."""
