@@ -19,6 +19,7 @@ NODE_EXECUTABLES = {
     "reward_node": "reward_vlm.reward_node",
     "controller_node": "reset_free.controller_node",
     "recorder_node": "reset_free.recorder_node",
+    "mcap_recorder_node": "reset_free.mcap_recorder_node",
 }
 """Console script -> module with a ``main()``: what ``ros2 run robofume_robot <script>`` and the launch
 files start. A node of ``launcher.ROBOTS`` named ``<pkg>.<module>`` runs as the script ``<module>``."""
