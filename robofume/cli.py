@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from policy_server.learner import LearnerConfig
 
 EXAMPLES = """examples:
+  robofume session --duration 10                   # the whole loop on the MuJoCo mock, report in runs/session
   robofume demo --out outputs/demo                 # expert does forward+backward, video + strip
   robofume data generate --out data/mock           # demos, failures and prior data (progress bar)
   robofume data info data/mock                     # counts and integrity check
@@ -180,6 +181,36 @@ def _cmd_learner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_session(args: argparse.Namespace) -> int:
+    from robofume.session.config import SessionConfig, load_config_file
+    from robofume.session.runner import prepare, run_session
+
+    cfg = load_config_file(args.config) if args.config else SessionConfig()
+    cfg.out = args.out or cfg.out
+    cfg.robot = args.robot or cfg.robot
+    cfg.namespace = args.namespace if args.namespace is not None else cfg.namespace
+    cfg.data = args.data or cfg.data
+    cfg.labels = args.labels or cfg.labels
+    cfg.device = args.device or cfg.device
+    if args.duration is not None:
+        cfg.online.duration_s = 60.0 * args.duration
+    if args.recipe:
+        cfg.online.recipe = args.recipe
+    if args.pretrain_steps is not None:
+        cfg.pretrain.steps = args.pretrain_steps
+    if args.record_mcap:
+        cfg.online.record_mcap = True
+    if args.backbone_path:
+        cfg.classifier.backbone_path = args.backbone_path
+    cfg.validate()
+    if args.prepare_only:
+        metrics = prepare(cfg)
+        print(json.dumps({"out": cfg.out, "classifier": metrics}, default=str))
+        return 0
+    run_session(cfg)
+    return 0
+
+
 def _cmd_robot(args: argparse.Namespace) -> int:
     from robofume_robot.launcher import run_robot
 
@@ -280,6 +311,36 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--steps", type=int, default=None, help="pre-training updates (default: config, 20000)")
     _add_learner_args(pre)
     pre.set_defaults(func=_cmd_pretrain)
+
+    ses = verbs.add_parser(
+        "session",
+        help="the main job: prepare (data, classifier, pre-training; cached), then fine-tune over ROS 2",
+        epilog="example: robofume session --duration 10 --out runs/session   # report: runs/session/report/",
+    )
+    ses.add_argument("--out", default=None, help="session folder (default: runs/session)")
+    ses.add_argument("--robot", choices=["mock", "real"], default=None, help="mock (default) or real")
+    ses.add_argument(
+        "--duration", type=float, default=None, help="minutes of autonomous fine-tuning (default: 10)"
+    )
+    ses.add_argument("--config", default=None, help="session config JSON (see <out>/session_config.json)")
+    ses.add_argument(
+        "--data", default=None, help="episode folder to use instead of generating one (real: required)"
+    )
+    ses.add_argument("--labels", default=None, help="label file from `robofume label` (real: required)")
+    ses.add_argument(
+        "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: wsrl)"
+    )
+    ses.add_argument(
+        "--pretrain-steps", type=int, default=None, help="offline pre-training steps (default: 2000)"
+    )
+    ses.add_argument("--backbone-path", default=None, help="local classifier backbone folder")
+    ses.add_argument("--namespace", default=None, help="robot namespace (default: none)")
+    ses.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
+    ses.add_argument(
+        "--record-mcap", action="store_true", help="also record the session's topics to <out>/mcap"
+    )
+    ses.add_argument("--prepare-only", action="store_true", help="only run the cached preparation stages")
+    ses.set_defaults(func=_cmd_session)
 
     lrn = verbs.add_parser(
         "learner",

@@ -27,6 +27,8 @@ class NodeSpec:
     name: str
     module: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    params_file: str | None = None
+    """Parameter file in config/ for this node; default: the robot's file."""
 
 
 ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
@@ -47,6 +49,18 @@ ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
     ),
 }
 """Robot flavour -> (parameter file in config/, nodes)."""
+
+SESSION_PARAMS = "session.yaml"
+SESSION_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("policy_server", "policy_server.policy_server_node", params_file=SESSION_PARAMS),
+    NodeSpec("reward", "reward_vlm.reward_node", params_file=SESSION_PARAMS),
+    NodeSpec("reset_free_controller", "reset_free.controller_node", params_file=SESSION_PARAMS),
+    NodeSpec("recorder", "reset_free.recorder_node", params_file=SESSION_PARAMS),
+)
+"""The fine-tuning session's nodes, on top of a robot's (``robofume session``); parameters in session.yaml."""
+
+MCAP_NODE = NodeSpec("mcap_recorder", "reset_free.mcap_recorder_node", params_file=SESSION_PARAMS)
+"""Optional: records the session's topics to MCAP (``robofume session --record-mcap``)."""
 
 
 def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -77,12 +91,13 @@ class Launcher:
         overrides: dict[str, dict[str, Any]] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
+        extra_nodes: tuple[NodeSpec, ...] = (),
     ) -> None:
         if robot not in ROBOTS:
             raise ValueError(f"unknown robot {robot!r}; expected one of: {', '.join(ROBOTS)}")
         params_name, nodes = ROBOTS[robot]
         self.params_file = config_dir() / params_name
-        self.nodes = nodes
+        self.nodes = (*nodes, *extra_nodes)
         self.namespace = namespace.strip("/")
         self.overrides = overrides or {}
         self.log_dir = Path(log_dir) if log_dir else None
@@ -95,7 +110,8 @@ class Launcher:
         cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
         if self.namespace:
             cmd += ["-r", f"__ns:=/{self.namespace}"]
-        cmd += ["--params-file", str(self.params_file)]
+        params_file = config_dir() / spec.params_file if spec.params_file else self.params_file
+        cmd += ["--params-file", str(params_file)]
         for key, value in {**spec.overrides, **self.overrides.get(spec.name, {})}.items():
             cmd += ["-p", _param_arg(key, value)]
         return cmd
@@ -105,13 +121,32 @@ class Launcher:
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.nodes:
-            out: IO[bytes] | None = None
             if self.log_dir:
-                out = open(self.log_dir / f"{spec.name}.log", "wb")  # noqa: SIM115 - closed in stop()
-                self._logs.append(out)
-            self.processes[spec.name] = subprocess.Popen(
-                self.command(spec), env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None
-            )
+                (self.log_dir / f"{spec.name}.log").write_bytes(b"")
+            self._spawn(spec)
+
+    def _spawn(self, spec: NodeSpec) -> None:
+        out: IO[bytes] | None = None
+        if self.log_dir:
+            out = open(self.log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(out)
+        self.processes[spec.name] = subprocess.Popen(
+            self.command(spec), env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None
+        )
+
+    def exited(self) -> dict[str, int]:
+        """Nodes whose process has exited, with their exit codes."""
+        return {name: code for name, proc in self.processes.items() if (code := proc.poll()) is not None}
+
+    def restart(self, name: str) -> None:
+        """Start node ``name`` again (its log file is appended to)."""
+        spec = next((s for s in self.nodes if s.name == name), None)
+        if spec is None:
+            raise ValueError(f"unknown node {name!r}")
+        proc = self.processes.get(name)
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"node {name} is still running")
+        self._spawn(spec)
 
     def check(self) -> None:
         """Raise ``RuntimeError`` naming the first node that has exited."""

@@ -1,0 +1,195 @@
+"""The fine-tuning session's settings: one typed dataclass, saved resolved beside the session's outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from robofume.atomic_io import write_json_atomic
+
+ROBOT_FLAVOURS: tuple[str, ...] = ("mock", "real")
+
+
+class SessionConfigError(ValueError):
+    """A session setting is invalid or a session config file has unknown keys."""
+
+
+@dataclass
+class DataStage:
+    """Scripted offline data for the mock arm (``robofume data generate``); made once, then reused."""
+
+    demos_per_task: int = 20
+    failures_per_task: int = 10
+    prior: int = 100
+    image_size: int = 128
+    max_episode_steps: int = 100
+    seed: int = 0
+    workers: int = 2
+
+
+@dataclass
+class ClassifierStage:
+    """The success classifier trained from the data's flags plus the label file (auto-labels on the mock)."""
+
+    backend: str = "open_clip"
+    model: str = "ViT-B-32"
+    pretrained: str | None = "laion2b_s34b_b79k"
+    backbone_path: str | None = None
+    """A local backbone folder; on the offline mock the session builds a tiny one when this is unset."""
+    offline_tiny_backbone: bool = True
+    """Mock only: build and use a tiny local backbone instead of downloading pretrained weights."""
+    method: str = "probe"
+    epochs: int = 10
+    image_size: int = 128
+    target_precision: float = 0.95
+    confirm_frames: int = 2
+    auto_label_positives: int = 20
+    """Mock only: success frames per task taken from the scripted demos as stand-in user labels."""
+
+
+@dataclass
+class PretrainStage:
+    """Offline Cal-QL pre-training (``robofume pretrain``)."""
+
+    steps: int = 2000
+    image_size: int = 64
+    batch_size: int = 256
+
+
+@dataclass
+class OnlineStage:
+    """The autonomous fine-tuning itself."""
+
+    duration_s: float = 600.0
+    """Autonomous fine-tuning time (``--duration`` is in minutes)."""
+    recipe: str = "wsrl"
+    wsrl_warmup_transitions: int = 500
+    control_hz: float = 10.0
+    max_episode_steps: int = 100
+    stuck_after: int = 5
+    record_mcap: bool = False
+    mcap_image_every_n: int = 5
+    learner_threads: int = 1
+
+
+@dataclass
+class SessionConfig:
+    """Everything that defines a session; ``out`` holds data, run, classifier, logs and the report."""
+
+    out: str = "runs/session"
+    robot: str = "mock"
+    namespace: str = ""
+    data: str | None = None
+    """An existing episode folder to use instead of generating one (required with ``robot=real``)."""
+    labels: str | None = None
+    """A label file from ``robofume label``; on the mock, auto-labels are written when unset."""
+    seed: int = 0
+    device: str = "auto"
+    data_stage: DataStage = field(default_factory=DataStage)
+    classifier: ClassifierStage = field(default_factory=ClassifierStage)
+    pretrain: PretrainStage = field(default_factory=PretrainStage)
+    online: OnlineStage = field(default_factory=OnlineStage)
+
+    def validate(self) -> SessionConfig:
+        """Raise :class:`SessionConfigError` with one line for an invalid value; return self."""
+        if self.robot not in ROBOT_FLAVOURS:
+            raise SessionConfigError(f"robot must be one of {', '.join(ROBOT_FLAVOURS)}, got {self.robot!r}")
+        if self.robot == "real" and not self.data:
+            raise SessionConfigError(
+                "--robot real needs --data: an episode folder of your robot (demos, prior data)"
+            )
+        if self.robot == "real" and not self.labels:
+            raise SessionConfigError("--robot real needs --labels: a label file made with `robofume label`")
+        if not self.online.duration_s > 0:
+            raise SessionConfigError(f"duration must be > 0 s, got {self.online.duration_s}")
+        if self.online.recipe not in ("calql", "wsrl", "rlpd"):
+            raise SessionConfigError(f"recipe must be calql, wsrl or rlpd, got {self.online.recipe!r}")
+        if self.pretrain.steps < 0:
+            raise SessionConfigError(f"pretrain steps must be >= 0, got {self.pretrain.steps}")
+        if not self.online.control_hz > 0:
+            raise SessionConfigError(f"control_hz must be > 0, got {self.online.control_hz}")
+        return self
+
+    # --- folders -------------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> str:
+        """Episode folder: ``--data`` or ``<out>/data``."""
+        return self.data or os.path.join(self.out, "data")
+
+    @property
+    def labels_path(self) -> str:
+        """Label file: ``--labels`` or ``<out>/labels.json`` (auto-labels on the mock)."""
+        return self.labels or os.path.join(self.out, "labels.json")
+
+    @property
+    def run_dir(self) -> str:
+        """Learner run folder: buffer, weights, checkpoints, config."""
+        return os.path.join(self.out, "run")
+
+    @property
+    def classifier_dir(self) -> str:
+        """Trained success classifier."""
+        return os.path.join(self.out, "classifier")
+
+    @property
+    def report_dir(self) -> str:
+        """``report.md``, plots and JSON of the last session."""
+        return os.path.join(self.out, "report")
+
+    @property
+    def log_dir(self) -> str:
+        """One log file per node and process."""
+        return os.path.join(self.out, "logs")
+
+    @property
+    def tensorboard_dir(self) -> str:
+        """TensorBoard event files of the session monitor (``tensorboard --logdir <out>/tb``)."""
+        return os.path.join(self.out, "tb")
+
+
+def config_to_dict(cfg: SessionConfig) -> dict[str, Any]:
+    """The JSON form of a session config."""
+    return dataclasses.asdict(cfg)
+
+
+def _build(cls: type, payload: dict[str, Any], where: str) -> Any:
+    if not isinstance(payload, dict):
+        raise SessionConfigError(f"{where or 'session config'} must be an object")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - set(names))
+    if unknown:
+        raise SessionConfigError(f"unknown key(s) {unknown} in {where or 'session config'}")
+    kwargs = {}
+    for key, value in payload.items():
+        sub = {"data_stage": DataStage, "classifier": ClassifierStage, "pretrain": PretrainStage}
+        sub["online"] = OnlineStage
+        kwargs[key] = (
+            _build(sub[key], value, f"{where}.{key}".strip("."))
+            if key in sub and cls is SessionConfig
+            else value
+        )
+    return cls(**kwargs)
+
+
+def config_from_dict(payload: dict[str, Any]) -> SessionConfig:
+    """A session config from JSON; unknown keys are a one-line :class:`SessionConfigError`."""
+    return _build(SessionConfig, payload, "").validate()
+
+
+def load_config_file(path: str) -> SessionConfig:
+    """Read a session config JSON file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SessionConfigError(f"{path}: unreadable session config ({exc})") from None
+    return config_from_dict(payload)
+
+
+def save_config(cfg: SessionConfig, path: str) -> None:
+    """Write the resolved config atomically."""
+    write_json_atomic(path, config_to_dict(cfg))

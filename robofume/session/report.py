@@ -1,0 +1,166 @@
+"""The session report: ``report.md``, PNG plots and ``report.json`` in ``<out>/report``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from robofume.atomic_io import write_json_atomic, write_with
+from robofume.session.session_log import SessionLog
+
+
+def _rolling(values: list[float], window: int) -> np.ndarray:
+    out = np.empty(len(values))
+    for i in range(len(values)):
+        out[i] = float(np.mean(values[max(0, i - window + 1) : i + 1]))
+    return out
+
+
+def _save(fig: Any, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    write_with(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_success(log: SessionLog, path: str, window: int = 10) -> None:
+    """Forward and backward success over time (classifier-judged, and ground truth when known)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for task, colour in (("forward", "tab:blue"), ("backward", "tab:orange")):
+        eps = [e for e in log.episodes if e.task == task]
+        if not eps:
+            continue
+        t = [e.t / 60 for e in eps]
+        ax.plot(
+            t,
+            _rolling([float(e.outcome == "success") for e in eps], window),
+            color=colour,
+            label=f"{task} (classifier)",
+        )
+        if all(e.ground_truth is not None for e in eps):
+            gt = _rolling([float(bool(e.ground_truth)) for e in eps], window)
+            ax.plot(t, gt, color=colour, linestyle="--", label=f"{task} (ground truth)")
+    ax.set_xlabel("session time (min)")
+    ax.set_ylabel(f"success rate (last {window} episodes)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_classifier(log: SessionLog, path: str) -> None:
+    """Cumulative precision of the classifier's success events against ground truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    checked = [(t, gt) for t, _, gt in log.success_events if gt is not None]
+    if checked:
+        t = [c[0] / 60 for c in checked]
+        ok = np.cumsum([float(c[1]) for c in checked]) / np.arange(1, len(checked) + 1)
+        ax.plot(t, ok, color="tab:green", marker=".", label="precision of success events")
+    else:
+        ax.text(
+            0.5, 0.5, "no success events checked against ground truth", ha="center", transform=ax.transAxes
+        )
+    ax.set_xlabel("session time (min)")
+    ax.set_ylabel("precision (cumulative)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_system(log: SessionLog, path: str) -> None:
+    """Weight versions / learner steps and operator interventions (pauses, help requests) over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
+    if log.weight_versions:
+        t = [w[0] / 60 for w in log.weight_versions]
+        ax1.step(t, [w[2] for w in log.weight_versions], where="post", color="tab:purple")
+    ax1.set_ylabel("learner step of served weights")
+    ax1.grid(alpha=0.3)
+    pauses = [p[0] / 60 for p in log.phases if p[1] in ("paused", "help_needed", "estop")]
+    ax2.eventplot([pauses], colors="tab:red", lineoffsets=0.5, linelengths=0.8)
+    ax2.set_yticks([])
+    ax2.set_ylabel("holds")
+    ax2.set_xlabel("session time (min)")
+    _save(fig, path)
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if pct:
+        return f"{100 * value:.0f} %"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def write_report(
+    log: SessionLog, folder: str, context: dict[str, Any], classifier_metrics: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``report.md``, ``success.png``, ``classifier.png``, ``system.png`` and ``report.json``."""
+    os.makedirs(folder, exist_ok=True)
+    plot_success(log, os.path.join(folder, "success.png"))
+    plot_classifier(log, os.path.join(folder, "classifier.png"))
+    plot_system(log, os.path.join(folder, "system.png"))
+    summary = log.summary()
+    payload = {**log.to_json(), "context": context, "classifier_training": classifier_metrics or {}}
+    write_json_atomic(os.path.join(folder, "report.json"), payload)
+    rows = []
+    for task, s in summary["tasks"].items():
+        rows.append(
+            f"| {task} | {s['episodes']} | {_fmt(s['success_rate'], True)} | "
+            f"{_fmt(s['ground_truth_success_rate'], True)} | "
+            f"{_fmt(s['ground_truth_success_rate_last_half'], True)} |"
+        )
+    c, w, ctl = summary["classifier"], summary["weights"], summary["control"]
+    lines = [
+        f"# robofume session report ({context.get('robot', '?')})",
+        "",
+        f"Session folder `{context.get('out', '?')}`, "
+        f"{summary['duration_s'] / 60:.1f} min of autonomous fine-tuning, "
+        f"recipe `{context.get('recipe', '?')}`, {summary['transitions']} transitions recorded.",
+        "",
+        "| task | episodes | success (classifier) | success (ground truth) | ground truth, last half |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "![success](success.png)",
+        "",
+        "## Classifier",
+        "",
+        f"- confirmed success events: {c['success_events']}; precision against ground truth: "
+        f"{_fmt(c['event_precision_ground_truth'], True)}",
+        f"- per episode: precision {_fmt(c['episode_precision_ground_truth'], True)}, "
+        f"recall {_fmt(c['episode_recall_ground_truth'], True)}",
+        "",
+        "![classifier](classifier.png)",
+        "",
+        "## System",
+        "",
+        f"- weight versions served: {w['versions_served']} (last v{_fmt(w['last_version'])}, "
+        f"learner step {_fmt(w['last_learner_step'])})",
+        f"- control period p50 {_fmt(ctl['p50_ms'])} ms, p99 {_fmt(ctl['p99_ms'])} ms "
+        f"over {ctl['periods']} steps",
+        f"- holds (pauses): {summary['pauses']}; help requests: {summary['help_requests']}",
+        "",
+        "![system](system.png)",
+        "",
+    ]
+    if context.get("robot") == "real":
+        lines.append("Ground-truth columns are n/a on a real robot: only the classifier's judgement exists.")
+    write_with(os.path.join(folder, "report.md"), lambda f: f.write("\n".join(lines).encode()))
+    return summary

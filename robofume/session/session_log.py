@@ -1,0 +1,200 @@
+"""What a session did, accumulated from its topics: plain Python, fed by the monitor node.
+
+It keeps the episode list (task, outcome by the classifier, ground truth at the end when the
+simulator provides it), the classifier's confirmed successes checked against ground truth, weight
+versions and learner steps over time, control-loop periods and pauses, and writes TensorBoard
+scalars under ``charts/``, ``reward/`` and ``system/`` as they come.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class ScalarWriter(Protocol):
+    """The part of ``torch.utils.tensorboard.SummaryWriter`` the log uses."""
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        """Record one scalar."""
+
+
+@dataclass
+class EpisodeRecord:
+    """One attempt, as the controller ended it."""
+
+    t: float
+    """Seconds since the session started."""
+    task: str
+    outcome: str
+    steps: int
+    ground_truth: bool | None = None
+    """The simulator's success of the task at the end (``None`` on a real robot)."""
+
+
+@dataclass
+class SessionLog:
+    """Accumulates a session's events; :meth:`summary` gives the report's numbers."""
+
+    t0: float
+    writer: ScalarWriter | None = None
+    episodes: list[EpisodeRecord] = field(default_factory=list)
+    success_events: list[tuple[float, str, bool | None]] = field(default_factory=list)
+    """(t, task, ground truth at that moment) for each confirmed success event of the classifier."""
+    weight_versions: list[tuple[float, int, int]] = field(default_factory=list)
+    """(t, served version, learner step) whenever the served version changed."""
+    phases: list[tuple[float, str, str]] = field(default_factory=list)
+    help_requests: int = 0
+    action_periods_s: list[float] = field(default_factory=list)
+    probabilities: list[tuple[float, str, float]] = field(default_factory=list)
+    transitions: int = 0
+    truth: dict[str, Any] | None = None
+    _last_action_t: float | None = None
+    _phase: str = "paused"
+    _tb_step: int = 0
+
+    def _scalar(self, tag: str, value: float, t: float) -> None:
+        if self.writer is not None and math.isfinite(value):
+            self.writer.add_scalar(tag, float(value), round((t - self.t0) * 10))
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def on_ground_truth(self, truth: dict[str, Any]) -> None:
+        """The simulator's latest privileged state (``sim/ground_truth``)."""
+        self.truth = truth
+
+    def _truth_of(self, task: str) -> bool | None:
+        if self.truth is None:
+            return None
+        value = self.truth.get("success", {}).get(task)
+        return None if value is None else bool(value)
+
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        """A ``reset_free/events`` object."""
+        kind = event.get("kind")
+        if kind == "episode_end":
+            record = EpisodeRecord(
+                now - self.t0,
+                str(event.get("task")),
+                str(event.get("outcome")),
+                int(event.get("step") or 0),
+                self._truth_of(str(event.get("task"))),
+            )
+            self.episodes.append(record)
+            task = record.task
+            recent = [e for e in self.episodes if e.task == task][-20:]
+            self._scalar(
+                f"charts/{task}_success_rate", np.mean([e.outcome == "success" for e in recent]), now
+            )
+            truths = [e.ground_truth for e in recent if e.ground_truth is not None]
+            if truths:
+                self._scalar(f"charts/{task}_success_rate_ground_truth", float(np.mean(truths)), now)
+            self._scalar("charts/episodes", len(self.episodes), now)
+        elif kind == "help":
+            self.help_requests += 1
+            self._scalar("charts/help_requests", self.help_requests, now)
+
+    def on_phase(self, phase: str, reason: str, now: float) -> None:
+        """The controller's phase changed."""
+        self._phase = phase
+        self.phases.append((now - self.t0, phase, reason))
+        self._last_action_t = None
+
+    def on_success_event(self, task: str, now: float) -> None:
+        """The reward node reported a confirmed success (``reward/success``)."""
+        truth = self._truth_of(task)
+        self.success_events.append((now - self.t0, task, truth))
+        checked = [gt for _, _, gt in self.success_events if gt is not None]
+        if checked:
+            self._scalar("reward/precision_ground_truth", float(np.mean(checked)), now)
+
+    def on_probability(self, task: str, probability: float, now: float) -> None:
+        """A judged frame's success probability (``reward/verdict``)."""
+        self.probabilities.append((now - self.t0, task, probability))
+        self._scalar(f"reward/success_prob_{task}", probability, now)
+
+    def on_action(self, now: float) -> None:
+        """An action reached the arm side: the control period is the time since the previous one."""
+        if self._phase in ("forward", "backward") and self._last_action_t is not None:
+            period = now - self._last_action_t
+            if period < 5.0:
+                self.action_periods_s.append(period)
+                self._scalar("system/control_period_ms", period * 1e3, now)
+        self._last_action_t = now
+
+    def on_weights(self, version: int, learner_step: int, now: float) -> None:
+        """The policy server now serves ``version`` (made at learner step ``learner_step``)."""
+        if not self.weight_versions or self.weight_versions[-1][1] != version:
+            self.weight_versions.append((now - self.t0, version, learner_step))
+            self._scalar("system/weight_version", version, now)
+            self._scalar("system/learner_step", learner_step, now)
+
+    def on_transitions(self, committed: int, now: float) -> None:
+        """The recorder's committed transition count."""
+        if committed != self.transitions:
+            self.transitions = committed
+            self._scalar("system/transitions", committed, now)
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers of the report (JSON-friendly)."""
+        per_task: dict[str, Any] = {}
+        for task in ("forward", "backward"):
+            eps = [e for e in self.episodes if e.task == task]
+            truths = [e.ground_truth for e in eps if e.ground_truth is not None]
+            half = eps[len(eps) // 2 :]
+            half_truths = [e.ground_truth for e in half if e.ground_truth is not None]
+            per_task[task] = {
+                "episodes": len(eps),
+                "classifier_successes": sum(e.outcome == "success" for e in eps),
+                "success_rate": float(np.mean([e.outcome == "success" for e in eps])) if eps else None,
+                "ground_truth_success_rate": float(np.mean(truths)) if truths else None,
+                "ground_truth_success_rate_last_half": float(np.mean(half_truths)) if half_truths else None,
+            }
+        checked = [gt for _, _, gt in self.success_events if gt is not None]
+        ends_checked = [e for e in self.episodes if e.ground_truth is not None]
+        true_pos = sum(e.outcome == "success" and e.ground_truth for e in ends_checked)
+        said = sum(e.outcome == "success" for e in ends_checked)
+        actual = sum(bool(e.ground_truth) for e in ends_checked)
+        periods = np.asarray(self.action_periods_s) * 1e3
+        return {
+            "duration_s": max([e.t for e in self.episodes] + [p[0] for p in self.phases] + [0.0]),
+            "tasks": per_task,
+            "classifier": {
+                "success_events": len(self.success_events),
+                "event_precision_ground_truth": float(np.mean(checked)) if checked else None,
+                "episode_precision_ground_truth": true_pos / said if said else None,
+                "episode_recall_ground_truth": true_pos / actual if actual else None,
+            },
+            "weights": {
+                "versions_served": len(self.weight_versions),
+                "last_version": self.weight_versions[-1][1] if self.weight_versions else None,
+                "last_learner_step": self.weight_versions[-1][2] if self.weight_versions else None,
+            },
+            "control": {
+                "periods": len(periods),
+                "p50_ms": float(np.percentile(periods, 50)) if len(periods) else None,
+                "p99_ms": float(np.percentile(periods, 99)) if len(periods) else None,
+            },
+            "pauses": sum(1 for _, phase, _ in self.phases if phase == "paused"),
+            "help_requests": self.help_requests,
+            "transitions": self.transitions,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, for ``report.json``."""
+        return {
+            "summary": self.summary(),
+            "episodes": [asdict(e) for e in self.episodes],
+            "success_events": [
+                {"t": t, "task": task, "ground_truth": gt} for t, task, gt in self.success_events
+            ],
+            "weight_versions": [
+                {"t": t, "version": v, "learner_step": s} for t, v, s in self.weight_versions
+            ],
+            "phases": [{"t": t, "phase": p, "reason": r} for t, p, r in self.phases],
+        }
