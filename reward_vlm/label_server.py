@@ -40,6 +40,7 @@ import math
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -859,6 +860,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _ThreadingServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that goes away mid-answer (page closed, thumbnails of a left episode) is normal."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _ThreadingServer6(_ThreadingServer):

@@ -86,6 +86,11 @@ function episodeLabelCount(id) {
   return n;
 }
 
+function episodeBadge(ep) {
+  const n = episodeLabelCount(ep.id);
+  return `${ep.kind ? `${ep.kind} · ` : ""}${ep.task} · ${ep.frames} frames · ${n} label${n === 1 ? "" : "s"}`;
+}
+
 function renderEpisodeList() {
   const list = $("#episodes");
   const filter = $("#filter").value.trim().toLowerCase();
@@ -97,16 +102,16 @@ function renderEpisodeList() {
     li.dataset.id = ep.id;
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = ep.id;
+    name.textContent = ep.id.replace(/\.npz$/, "");
     const badge = document.createElement("span");
     badge.className = "badge";
     if (ep.damaged) {
       li.classList.add("damaged");
       li.title = ep.damaged;
-      badge.textContent = "damaged";
+      badge.textContent = `damaged: ${ep.damaged}`;
     } else {
       li.title = ep.instruction || ep.id;
-      badge.textContent = `${ep.task} · ${ep.frames} fr · ${episodeLabelCount(ep.id)} lab`;
+      badge.textContent = episodeBadge(ep);
     }
     li.append(name, badge);
     if (ep.id === state.current) li.classList.add("selected");
@@ -119,7 +124,7 @@ function updateEpisodeBadge(id) {
   const li = [...$("#episodes").children].find((el) => el.dataset.id === id);
   const ep = state.byId.get(id);
   if (li && ep && !ep.damaged) {
-    li.querySelector(".badge").textContent = `${ep.task} · ${ep.frames} fr · ${episodeLabelCount(id)} lab`;
+    li.querySelector(".badge").textContent = episodeBadge(ep);
   }
 }
 
