@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
@@ -207,6 +207,31 @@ def parse_topic_spec(spec: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------------------
 
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
+_zstd_level = threading.local()
+
+
+class _LevelledZstd:
+    """Stands in for the ``zstandard`` module inside ``mcap.writer``, whose chunks are compressed with a
+    fixed level 3: ``compress`` uses the level the calling thread's :class:`McapTopicWriter` set (zstandard's
+    default, 3, for any other writer). Level 1 is ~7x faster on noisy camera frames for ~5 % more bytes."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def compress(self, data: bytes, level: int | None = None) -> bytes:
+        """``zstandard.compress`` at this thread's level."""
+        return self._module.compress(data, getattr(_zstd_level, "level", 3) if level is None else level)
+
+
+def _install_zstd_level() -> None:
+    import mcap.writer
+
+    module = getattr(mcap.writer, "zstandard", None)
+    if module is not None and not isinstance(module, _LevelledZstd):
+        mcap.writer.zstandard = _LevelledZstd(module)
 
 
 def available_compression(preferred: str = "zstd") -> str:
@@ -227,6 +252,8 @@ class McapFileConfig:
 
     compression: str = "zstd"
     """``zstd`` | ``lz4`` | ``none``; falls back to what is installed."""
+    zstd_level: int = 1
+    """zstd level (1 = fast, like rosbag2's ``zstd_fast`` preset; 3 = zstandard's default; up to 22)."""
     chunk_size: int = 1024 * 1024
     """Bytes of (uncompressed) records per chunk; a chunk is the unit a crash can lose."""
     flush_interval_s: float = 2.0
@@ -237,6 +264,8 @@ class McapFileConfig:
     def __post_init__(self) -> None:
         if self.compression not in _COMPRESSION:
             raise McapRecorderError(f"compression must be one of {sorted(_COMPRESSION)}")
+        if not -7 <= self.zstd_level <= 22:
+            raise McapRecorderError(f"zstd_level must be in -7..22, got {self.zstd_level}")
         if self.chunk_size < 1024:
             raise McapRecorderError(f"chunk_size must be >= 1024 bytes, got {self.chunk_size}")
         if self.flush_interval_s < 0:
@@ -253,6 +282,8 @@ class McapTopicWriter:
     def __init__(self, config: McapFileConfig | None = None) -> None:
         self.config = config or McapFileConfig()
         self._compression = _COMPRESSION[available_compression(self.config.compression)]
+        if self._compression == CompressionType.ZSTD:
+            _install_zstd_level()
         self._file: IO[bytes] | None = None
         self._writer: Writer | None = None
         self._schemas: dict[str, int] = {}
@@ -333,6 +364,7 @@ class McapTopicWriter:
         assert self._writer is not None
         sequence = self._sequence.get(channel_id, 0)
         self._sequence[channel_id] = sequence + 1
+        _zstd_level.level = self.config.zstd_level
         self._writer.add_message(channel_id, log_time_ns, bytes(data), publish_time_ns, sequence)
         self.message_count += 1
         self.payload_bytes += len(data)
@@ -356,6 +388,7 @@ class McapTopicWriter:
         """Write the chunk in progress as a complete chunk (and fsync if configured)."""
         if self._writer is None or self._file is None:
             return
+        _zstd_level.level = self.config.zstd_level
         self._writer.flush()
         if self.config.fsync:
             os.fsync(self._file.fileno())
@@ -366,6 +399,7 @@ class McapTopicWriter:
         if self._writer is None or self._file is None:
             return None
         try:
+            _zstd_level.level = self.config.zstd_level
             self._writer.finish()
             self._file.flush()
             if self.config.fsync:

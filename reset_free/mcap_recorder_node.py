@@ -11,7 +11,7 @@ reliable QoS otherwise; a writer thread writes ``<output>/<session>/<session>_<i
 Parameters: ``topics`` (string list, default :data:`reset_free.mcap_recorder.SESSION_TOPICS`), ``output``
 (folder, default ``recordings``), ``session`` (folder name, default ``session_<time>``), ``max_file_mb``
 (1024), ``max_file_duration_s`` (0 = off), ``image_every_n`` (1), ``compression`` (zstd | lz4 | none),
-``chunk_mb`` (1), ``flush_interval_s`` (2), ``max_queue_mb`` (256), ``status_hz`` (1).
+``zstd_level`` (1), ``chunk_mb`` (1), ``flush_interval_s`` (2), ``max_queue_mb`` (256), ``status_hz`` (1).
 
 Run: ``python -m reset_free.mcap_recorder_node --ros-args -p output:=recordings -p image_every_n:=3``
 """
@@ -69,6 +69,7 @@ class McapRecorderNode(Node):
         self.declare_parameter("max_file_duration_s", split_defaults.max_file_duration_s)
         self.declare_parameter("image_every_n", defaults.image_every_n)
         self.declare_parameter("compression", file_defaults.compression)
+        self.declare_parameter("zstd_level", file_defaults.zstd_level)
         self.declare_parameter("chunk_mb", file_defaults.chunk_size / (1024 * 1024))
         self.declare_parameter("flush_interval_s", file_defaults.flush_interval_s)
         self.declare_parameter("max_queue_mb", defaults.max_queue_mb)
@@ -93,6 +94,7 @@ class McapRecorderNode(Node):
                 max_file_duration_s=float(param("max_file_duration_s")),
                 file=McapFileConfig(
                     compression=str(param("compression")),
+                    zstd_level=int(param("zstd_level")),
                     chunk_size=int(float(param("chunk_mb")) * 1024 * 1024),
                     flush_interval_s=float(param("flush_interval_s")),
                 ),

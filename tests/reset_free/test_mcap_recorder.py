@@ -189,6 +189,32 @@ def test_written_file_decodes_to_what_was_written(tmp_path: Path, compression: s
         mr.McapTopicWriter().open(path)
 
 
+def test_zstd_level_is_applied(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(60, 200, 64 * 64 * 3).reshape(64, 64, 3)
+    frames = [
+        np.clip(gradient + rng.normal(0, 2, gradient.shape), 0, 255).astype(np.uint8) for _ in range(20)
+    ]
+    sizes = {}
+    for level in (1, 9):
+        path = tmp_path / f"l{level}.mcap"
+        writer = mr.McapTopicWriter(mr.McapFileConfig(compression="zstd", zstd_level=level))
+        writer.open(path)
+        for i, frame in enumerate(frames):
+            msg = Image(
+                height=64, width=64, encoding="rgb8", step=192, data=array.array("B", frame.tobytes())
+            )
+            writer.add("/img", "sensor_msgs/msg/Image", serialize_message(msg), i, i)
+        writer.close()
+        sizes[level] = path.stat().st_size
+        assert bytes(read_all(path)[-1][4].data) == frames[-1].tobytes()
+    assert sizes[9] < sizes[1] * 0.98, sizes
+    with pytest.raises(mr.McapRecorderError, match="zstd_level"):
+        mr.McapFileConfig(zstd_level=30)
+
+
 def test_split_by_size_and_duration(tmp_path: Path) -> None:
     data = serialize_message(image(1, 32, 32))  # ~3 kB, incompressible enough with compression off
     config = mr.SplitConfig(
