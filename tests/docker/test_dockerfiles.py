@@ -24,6 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from robofume.cli import build_parser
+from robofume_robot import launcher
 from robofume_robot.launcher import ROBOTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,9 @@ DOCKERFILES = sorted(DOCKER.glob("Dockerfile*"))
 COMPOSE_FILES = sorted(DOCKER.glob("compose*.yaml"))
 IMAGE_ROOT = "/opt/robofume/src"  # where the images keep the repository
 ROS_ENV_KEYS = ("ROS_DOMAIN_ID", "RMW_IMPLEMENTATION", "ROS_AUTOMATIC_DISCOVERY_RANGE")
+SESSION_NODES = tuple(getattr(launcher, "SESSION_NODES", ()))
+NODE_SPECS = {spec.module: spec for spec in SESSION_NODES}
+"""GPU-side nodes the two-machine deployment runs as services, by module."""
 
 
 def _hadolint() -> str | None:
@@ -338,6 +342,15 @@ def test_compose_services(compose: Path) -> None:
             assert parsed.verb == cmd[1]
         elif cmd[:2] == ["python", "-m"]:
             assert importlib.util.find_spec(cmd[2]) is not None, f"{where}: no module {cmd[2]}"
+            spec = NODE_SPECS.get(cmd[2])
+            if spec is not None:  # started like robofume's launcher starts it
+                params = getattr(spec, "params_file", None) or "session.yaml"
+                assert f"__node:={spec.name}" in cmd, f"{where}: run it as node {spec.name} (-r __node:=...)"
+                files = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--params-file"]
+                assert [Path(f).name for f in files] == [params], (
+                    f"{where}: --params-file .../config/{params}"
+                )
+                assert image_path(files[0]).is_file(), f"{where}: {files[0]}"
         elif cmd[:2] == ["ros2", "launch"]:
             assert cmd[2] == "robofume_robot"
             for robot in ROBOTS:
@@ -351,7 +364,10 @@ def test_two_machine_deployment() -> None:
     services = load_compose(DOCKER / "compose.yaml")["services"]
     robot = [n for n, s in services.items() if "robot" in s.get("profiles", [])]
     gpu = [n for n, s in services.items() if "gpu" in s.get("profiles", [])]
-    assert robot == ["robot"] and {"policy_server", "reward", "learner"} <= set(gpu)
+    assert robot == ["robot"] and {"learner", "tensorboard"} <= set(gpu)
+    modules = {s["command"][2] for n, s in services.items() if s["command"][:2] == ["python", "-m"]}
+    missing = sorted(spec.name for spec in SESSION_NODES if spec.module not in modules)
+    assert not missing, f"docker/compose.yaml runs no service for the session node(s) {missing}"
     for name, svc in services.items():
         env = svc["environment"]
         # Other hosts must be reachable: SUBNET discovery (or static peers), the same domain on both.
