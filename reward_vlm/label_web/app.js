@@ -339,11 +339,13 @@ function renderTraining(s) {
   if (s.state === "running") {
     const p = s.progress || {};
     bar.hidden = false;
-    const frac = p.epochs ? Math.min(1, (p.epoch || 0) / p.epochs) : p.fraction || 0;
+    let frac = p.epochs ? Math.min(1, (p.epoch || 0) / p.epochs) : p.fraction || 0;
+    if (p.phase === "loading" && p.total) frac = 0;
     $("#train-fill").style.width = `${Math.round(frac * 100)}%`;
     const parts = [p.phase || "training"];
     if (p.task) parts.push(p.task);
-    if (p.epochs) parts.push(`epoch ${p.epoch}/${p.epochs}`);
+    if (p.total) parts.push(`${p.episodes}/${p.total} episodes`);
+    else if (p.epochs) parts.push(`epoch ${p.epoch}/${p.epochs}`);
     if (typeof p.loss === "number") parts.push(`loss ${p.loss.toFixed(3)}`);
     if (p.message) parts.push(p.message);
     text.textContent = parts.join(" · ");

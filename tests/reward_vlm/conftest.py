@@ -106,3 +106,9 @@ def fake_trainer() -> Callable[..., FakeTrainer]:
 def fake_metrics() -> dict[str, dict[str, float]]:
     """What the fake trainer returns."""
     return FAKE_METRICS
+
+
+@pytest.fixture
+def synthetic_episode_factory() -> Callable[..., Episode]:
+    """:func:`synthetic_episode` as a fixture: ``(task, frames, kind, seed, side=32) -> Episode``."""
+    return synthetic_episode

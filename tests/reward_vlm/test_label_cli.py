@@ -147,3 +147,56 @@ def test_trainer_built_from_options(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
     with pytest.raises(ValueError, match="has no setting 'device'"):
         build_trainer(_parse("--data", str(tmp_path), "--device", "cpu"))(events.append)
+
+
+def test_train_button_with_the_real_trainer_on_a_tiny_backbone(
+    tmp_path: Path, synthetic_episode_factory: Any
+) -> None:
+    pytest.importorskip("reward_vlm.training", reason="reward_vlm.training is not in this checkout")
+    import torch
+
+    from reward_vlm.backbones import build_tiny_backbone
+    from reward_vlm.label_server import LabelServer, LabelServerConfig
+    from robofume.data.episode_format import save_episode
+
+    torch.set_num_threads(1)
+    root = tmp_path / "episodes"
+    for task in ("forward", "backward"):
+        for i in range(4):
+            (root / "demos").mkdir(parents=True, exist_ok=True)
+            save_episode(
+                root / "demos" / f"{task}_{i:06d}.npz", synthetic_episode_factory(task, 9, "demos", i)
+            )
+    tiny = build_tiny_backbone("open_clip", tmp_path / "tiny_backbone")
+    args = _parse(
+        "--data", str(root), "--backend", "open_clip", "--backbone-path", tiny, "--epochs", "2",
+        "--out", str(tmp_path / "classifier"), "--device", "cpu",
+    )  # fmt: skip
+    with LabelServer(LabelServerConfig(data=str(root), port=0), trainer=build_trainer(args)) as server:
+        server.start()
+        base = f"http://127.0.0.1:{server.port}"
+        changes = [
+            {"episode": "demos/forward_000000.npz", "frame": f, "task": "forward", "success": f >= 6}
+            for f in range(9)
+        ]
+        req = urllib.request.Request(
+            base + "/api/labels",
+            json.dumps({"changes": changes}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).close()
+        req = urllib.request.Request(base + "/api/train", b"{}", {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).close()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(base + "/api/train/status", timeout=10) as res:
+                status = json.loads(res.read())
+            if status["state"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
+    assert status["state"] == "done", status["error"]
+    assert {"train"} <= {e.get("phase") for e in status["events"]}
+    for task in ("forward", "backward"):
+        metrics = status["result"][task]
+        assert {"precision", "recall", "accuracy", "threshold", "positives", "negatives"} <= set(metrics)
+    assert any((tmp_path / "classifier").iterdir())
