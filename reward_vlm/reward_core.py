@@ -95,7 +95,8 @@ class RewardNodeConfig:
     Args:
         classifier_path: checkpoint folder of a trained classifier (``SuccessClassifier.load``).
         max_frame_age_s: a frame older than this when judged (or when its verdict is ready) is "unknown".
-        confirm_frames: k consecutive successes needed for a confirmed success (1 = every success).
+        confirm_frames: k consecutive successes needed for a confirmed success (1 = every success;
+            0 = the classifier checkpoint's own ``confirm_frames``, 1 if it has none).
         rate_hz: most judgements per second; frames in between are replaced by newer ones (0 = no cap).
             Keep it above the camera rate (a cap equal to it delays frames by the camera's jitter):
             it is for cameras faster than the reward needs, to leave CPU to other nodes.
@@ -116,9 +117,10 @@ class RewardNodeConfig:
         """Return ``self``; raise :class:`RewardConfigError` with one line on a bad value."""
         if not (math.isfinite(self.max_frame_age_s) and 0 < self.max_frame_age_s <= 60):
             raise RewardConfigError(f"max_frame_age_s must be in (0, 60] s, got {self.max_frame_age_s}")
-        if isinstance(self.confirm_frames, bool) or not 1 <= self.confirm_frames <= 1000:
+        if isinstance(self.confirm_frames, bool) or not 0 <= self.confirm_frames <= 1000:
             raise RewardConfigError(
-                f"confirm_frames must be an integer in [1, 1000], got {self.confirm_frames}"
+                f"confirm_frames must be an integer in [0, 1000] (0 = the classifier's own), "
+                f"got {self.confirm_frames}"
             )
         if not (math.isfinite(self.rate_hz) and 0 <= self.rate_hz <= 1000):
             raise RewardConfigError(f"rate_hz must be in [0, 1000] (0 = no cap), got {self.rate_hz}")
@@ -211,7 +213,11 @@ class RewardJudge:
         self.config = (config or RewardNodeConfig()).validate()
         self.classifier = classifier
         self.clock = clock
-        self._confirmation = confirmation_factory(self.config.confirm_frames)
+        own = getattr(classifier, "confirm_frames", 1)
+        own = own if isinstance(own, int) and not isinstance(own, bool) and own >= 1 else 1
+        self.confirm_frames = self.config.confirm_frames or own
+        """k in use: ``config.confirm_frames``, or the classifier's own when that is 0."""
+        self._confirmation = confirmation_factory(self.confirm_frames)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._judging = threading.Lock()  # one judgement at a time (worker and step() callers)

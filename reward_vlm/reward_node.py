@@ -21,8 +21,8 @@ replaces an unjudged one. Stale, missing or undecodable input, no task, or a fai
 times a second.
 
 Parameters: ``classifier_path`` (required: folder from ``robofume reward train``), ``max_frame_age_s``
-(0.5), ``confirm_frames`` (3), ``rate_hz`` (15, most judgements a second, 0 = no cap), ``heartbeat_hz``
-(2), ``cpu_threads`` (1), ``device`` ("cpu"), ``phase_transient_local`` (true).
+(0.5), ``confirm_frames`` (3; 0 = the checkpoint's), ``rate_hz`` (15, most judgements a second, 0 = no
+cap), ``heartbeat_hz`` (2), ``cpu_threads`` (1), ``device`` ("cpu"), ``phase_transient_local`` (true).
 
 Tests and simulation only: with ``classifier_path`` empty, ``ROBOFUME_REWARD_TEST_CLASSIFIER=module:factory``
 (+ JSON keyword arguments in ``ROBOFUME_REWARD_TEST_CLASSIFIER_KWARGS``) supplies the classifier, e.g.
@@ -115,7 +115,7 @@ class RewardNode(Node):
         self._last_reason = ""
         self.judge.start(self._publish)
         self.get_logger().info(
-            f"judging tasks {', '.join(classifier.tasks)}; k={self.config.confirm_frames}, "
+            f"judging tasks {', '.join(classifier.tasks)}; k={self.judge.confirm_frames}, "
             f"max frame age {self.config.max_frame_age_s} s"
         )
 

@@ -271,7 +271,7 @@ def test_worker_publishes_heartbeats_and_survives_a_failing_callback() -> None:
     [
         {"max_frame_age_s": 0.0},
         {"max_frame_age_s": math.nan},
-        {"confirm_frames": 0},
+        {"confirm_frames": -1},
         {"rate_hz": -1.0},
         {"heartbeat_hz": 0.0},
         {"cpu_threads": 0},
@@ -301,3 +301,20 @@ def test_test_classifier_hook_and_missing_path(monkeypatch: pytest.MonkeyPatch, 
         load_classifier(RewardNodeConfig(classifier_path=str(tmp_path / "missing")))
     monkeypatch.setenv("ROBOFUME_REWARD_TEST_CLASSIFIER", "reward_vlm.stand_in:make_stand_in")
     assert isinstance(load_classifier(RewardNodeConfig()), ColorStandIn)
+
+
+def test_confirm_frames_zero_takes_the_classifiers_own() -> None:
+    classifier = ColorStandIn()
+    assert judge(classifier, confirm_frames=0).confirm_frames == 1
+    classifier.confirm_frames = 4  # what SuccessClassifier stores in its checkpoint
+    assert judge(classifier, confirm_frames=0).confirm_frames == 4
+    assert judge(classifier, confirm_frames=2).confirm_frames == 2
+
+
+def test_default_confirmation_is_the_classifiers_success_confirmation() -> None:
+    pytest.importorskip("reward_vlm.classifier")
+    j = RewardJudge(ColorStandIn(), RewardNodeConfig(confirm_frames=2, rate_hz=0.0), clock=time.monotonic)
+    j.set_task("forward", now=0.0)
+    assert [judged(j, SUCCESS, 1.0 + 0.1 * i).confirmed for i in range(2)] == [False, True]
+    assert judged(j, SUCCESS, 1.2, now=5.0).status == "unknown"
+    assert not judged(j, SUCCESS, 5.0).confirmed, "an unknown verdict restarts the count"

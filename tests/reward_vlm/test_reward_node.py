@@ -94,6 +94,10 @@ class RewardRig:
         """Spin until ``condition()`` or ``timeout`` s."""
         return spin_until(self.executor, condition, timeout, check=self.check)
 
+    def wait_for_task(self, task: str, timeout: float = 30) -> bool:
+        """Spin until a verdict (heartbeats too) shows the node judging ``task``."""
+        return self.wait(lambda: any(status_of(m)[1]["task"] == task for _, m in self.verdicts[-3:]), timeout)
+
     def publish_frames(self, frames: list[np.ndarray], hz: float) -> list[float]:
         """Publish ``frames`` at ``hz``, stamped with the time of publishing; returns the stamps."""
         stamps = []
@@ -150,7 +154,7 @@ def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> N
         rig = RewardRig(context, proc, log)
         try:
             rig.phase_pub.publish(String(data="forward"))
-            assert rig.wait(lambda: len(rig.verdicts) >= 1, 30), "no heartbeat verdict from the node"
+            assert rig.wait_for_task("forward"), "no heartbeat verdict for the phase published before start"
             _, first = status_of(rig.verdicts[0][1])
             assert rig.verdicts[0][1].status[0].level == DiagnosticStatus.STALE
             assert first["reason"] in ("no_frame", "no_fresh_frame") and first["frame_stamp"] == "none"
@@ -165,13 +169,17 @@ def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> N
             assert [v[3] for v in judged] == sorted({v[3] for v in judged}), "a frame judged twice"
             success = [v for v in judged if v[1].message == "success"]
             assert all(v[2]["task"] == "forward" and float(v[2]["probability"]) > 0.5 for v in success)
-            assert all(v[1].level == DiagnosticStatus.OK for v in judged)
+            assert all(v[1].level == DiagnosticStatus.OK for v in judged), [
+                (v[1].message, v[2]["reason"], v[2]["frame_age_ms"]) for v in judged
+            ]
             confirmed = [v for v in judged if v[2]["confirmed"] == "true"]
             assert confirmed and confirmed[0][3] == success[2][3], "confirmation needs 3 successes"
             assert [v[1].message for v in judged[-2:]] == ["failure", "failure"]
             assert len(rig.events) == 1, "one success event per confirmed streak"
             assert (stamp_to_sec(rig.events[0].stamp), rig.events[0].frame_id) == (confirmed[0][3], "forward")
-            assert all(0 <= float(v[2]["frame_age_ms"]) < 500 for v in judged)
+            assert all(0 <= float(v[2]["frame_age_ms"]) < 500 for v in judged), [
+                v[2]["frame_age_ms"] for v in judged
+            ]
 
             # The camera goes silent: "unknown" within max_frame_age + margin, never a success.
             silent_since = time.time()
@@ -181,13 +189,16 @@ def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> N
                 "no unknown verdict after the camera stopped"
             )
             assert len(after) >= 5, "heartbeats must keep coming while the camera is silent"
-            assert all(v[1].message == "unknown" and v[2]["reason"] == "no_fresh_frame" for v in after)
+            assert all(v[1].message == "unknown" and v[2]["reason"] == "no_fresh_frame" for v in after), [
+                (v[1].message, v[2]["reason"]) for v in after
+            ]
             assert all(v[1].level == DiagnosticStatus.STALE for v in after)
             assert math.isnan(rig.probs[-1]) and len(rig.events) == 1
 
             # Stale frames (stamped 1 s ago) and a failing classifier are "unknown" too.
             old = time.time() - 1.0
             rig.image_pub.publish(to_image_msg(color_frame(250), sec_to_stamp(old)))
+            assert rig.wait(lambda: any(v[2]["reason"] == "stale_frame" for v in rig.judged()), 5)
             rig.publish_frames([color_frame(250, green=255)], hz=10)
             assert rig.wait(lambda: any(v[2]["reason"] == "classifier_error" for v in rig.judged()), 5)
             reasons = {v[2]["reason"] for v in rig.judged(silent_since)}
@@ -195,7 +206,7 @@ def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> N
 
             # Pausing: frames are answered "no_task"; a switch restarts the confirmation.
             rig.phase_pub.publish(String(data="paused"))
-            rig.spin(0.3)
+            assert rig.wait_for_task("", 5)
             paused = time.time()
             rig.publish_frames([color_frame(230)] * 3, hz=10)
             rig.spin(0.3)
@@ -203,7 +214,7 @@ def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> N
                 "no_task"
             }
             rig.phase_pub.publish(String(data="backward"))
-            rig.spin(0.3)
+            assert rig.wait_for_task("backward", 5)
             switched = time.time()
             rig.publish_frames([color_frame(230)] * 2, hz=10)
             rig.spin(0.3)
@@ -226,7 +237,9 @@ def test_slow_classifier_judges_the_newest_frame_without_backlog(tmp_path: Path)
         rig = RewardRig(context, proc, log)
         try:
             rig.phase_pub.publish(String(data="forward"))
-            assert rig.wait(lambda: rig.image_pub.get_subscription_count() > 0 and rig.verdicts, 30)
+            assert rig.wait_for_task("forward") and rig.wait(
+                lambda: rig.image_pub.get_subscription_count() > 0, 10
+            )
             start = time.time()
             stamps = rig.publish_frames([color_frame(100 + i) for i in range(30)], hz=30)
             assert rig.wait(lambda: any(v[3] == stamps[-1] for v in rig.judged(start)), 3), (
@@ -244,9 +257,11 @@ def test_slow_classifier_judges_the_newest_frame_without_backlog(tmp_path: Path)
         129 / 255, abs=1e-3
     )
     assert int(judged[-1][2]["dropped_frames"]) >= 30 - len(judged) - 2
-    assert all(float(v[2]["latency_ms"]) >= 240 for v in judged)
+    assert all(float(v[2]["latency_ms"]) >= 240 for v in judged), [v[2]["latency_ms"] for v in judged]
     # The newest frame waits at most one classification: frame ages stay below two classifier calls.
-    assert all(float(v[2]["frame_age_ms"]) < 2 * 250 + 150 for v in judged)
+    assert all(float(v[2]["frame_age_ms"]) < 2 * 250 + 150 for v in judged), [
+        v[2]["frame_age_ms"] for v in judged
+    ]
 
 
 @pytest.mark.parametrize(
