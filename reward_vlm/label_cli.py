@@ -14,9 +14,10 @@ import dataclasses
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reward_vlm.label_server import LabelServer, LabelServerConfig, ProgressFn, Trainer
+if TYPE_CHECKING:  # the server (numpy, the episode format) is imported when the verb runs, not to parse
+    from reward_vlm.label_server import ProgressFn, Trainer
 
 DEFAULT_PORT = 8765
 DEFAULT_OUT = "runs/classifier"
@@ -111,6 +112,8 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
 
 def run_label(args: argparse.Namespace) -> int:
     """Start the server, print its URL, serve until Ctrl-C."""
+    from reward_vlm.label_server import LabelServer, LabelServerConfig
+
     config = LabelServerConfig(
         data=args.data, labels=args.labels, host=args.host, port=args.port, allow_remote=args.allow_remote
     )
