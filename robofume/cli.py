@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 EXAMPLES = """examples:
   robofume session --duration 10                   # the whole loop on the MuJoCo mock, report in runs/session
+  robofume label --data data/mock                  # label frames in the browser, train the classifier
   robofume demo --out outputs/demo                 # expert does forward+backward, video + strip
   robofume data generate --out data/mock           # demos, failures and prior data (progress bar)
   robofume data info data/mock                     # counts and integrity check
@@ -311,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--steps", type=int, default=None, help="pre-training updates (default: config, 20000)")
     _add_learner_args(pre)
     pre.set_defaults(func=_cmd_pretrain)
+
+    from reward_vlm.label_cli import register_cli as register_label_cli
+
+    register_label_cli(verbs)
 
     ses = verbs.add_parser(
         "session",
