@@ -96,21 +96,24 @@ def resolve_device(device: str) -> torch.device:
 
 
 def batch_to_torch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    """Replay batch (numpy) -> tensors on ``device``."""
+    """Replay batch (numpy) -> tensors on ``device`` (frames only when the batch has them)."""
     keys = ("frames", "proprio", "actions", "rewards", "next_frames", "next_proprio", "terminals", "tasks")
-    out = {k: torch.from_numpy(np.ascontiguousarray(getattr(batch, k))).to(device) for k in keys}
+    out = {
+        k: torch.from_numpy(np.ascontiguousarray(getattr(batch, k))).to(device)
+        for k in keys
+        if getattr(batch, k) is not None
+    }
     out["mc_returns"] = torch.from_numpy(batch.mc_returns).to(device)
     return out
 
 
 def concat_batches(a: Batch, b: Batch) -> Batch:
-    """Stack two batches (RLPD's offline + online halves)."""
-    return Batch(
-        **{
-            f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
-            for f in dataclasses.fields(Batch)
-        }
-    )
+    """Stack two batches (RLPD's offline + online halves); frames stay ``None`` if either lacks them."""
+    values = {}
+    for f in dataclasses.fields(Batch):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        values[f.name] = None if x is None or y is None else np.concatenate([x, y])
+    return Batch(**values)
 
 
 class Learner:
@@ -134,6 +137,7 @@ class Learner:
         self.nets = AgentNetworks(cfg.network).to(self.device)
         self.agent = Agent(self.nets, cfg.agent)
         self.features = FeatureCache(self.nets.encoder, self.device)
+        self._features_encoder = -1  # pretrain_updates when the cache was filled (the encoder then)
         self.weights = WeightStore(self.run_dir / "weights")
         self.checkpoints = WeightStore(self.run_dir / "checkpoints")
         self.counters: dict[str, int] = {
@@ -147,42 +151,50 @@ class Learner:
         self.resumed = self._resume()
 
     # ------------------------------------------------------------ batches
-    def _draw(self, n: int, source: str | None) -> tuple[Batch, np.ndarray]:
+    def _draw(self, n: int, source: str | None, frames: bool) -> tuple[Batch, np.ndarray]:
         """``n`` uniform transitions of ``source`` and their buffer slots."""
         idx = self.buffer.valid_indices(source)
         if len(idx) == 0:
             which = f"{source} transitions" if source else "transitions"
             raise ValueError(f"cannot sample: the replay buffer {self.buffer.root} holds no {which}")
         slots = idx[self.rng.integers(0, len(idx), n)]
-        return self.buffer.gather(slots), slots
+        return self.buffer.gather(slots, frames=frames), slots
 
-    def sample_with_slots(self, phase: str) -> tuple[Batch, np.ndarray]:
-        """A batch for ``phase`` ("pretrain" or "online") following the recipe, with its slots."""
+    def sample_with_slots(self, phase: str, frames: bool = True) -> tuple[Batch, np.ndarray]:
+        """A batch for ``phase`` ("pretrain" or "online") following the recipe, with its slots;
+        ``frames=False`` leaves the batch's frames out (``None``)."""
         bs, recipe = self.cfg.batch_size, self.cfg.recipe
         if phase == "pretrain":
-            return self._draw(bs, "offline")
+            return self._draw(bs, "offline", frames)
         if recipe == "wsrl":
-            return self._draw(bs, "online")
+            return self._draw(bs, "online", frames)
         if recipe == "rlpd":
             half = bs // 2
-            offline, s1 = self._draw(half, "offline")
-            online, s2 = self._draw(bs - half, "online")
+            offline, s1 = self._draw(half, "offline", frames)
+            online, s2 = self._draw(bs - half, "online", frames)
             return concat_batches(offline, online), np.concatenate([s1, s2])
-        return self._draw(bs, None)
+        return self._draw(bs, None, frames)
+
+    def uses_cached_features(self, phase: str) -> bool:
+        """Whether updates of ``phase`` train on the frozen encoder's cached features."""
+        return phase == "online" and self.cfg.freeze_encoder_online
 
     def sample(self, phase: str) -> Batch:
         """A batch for ``phase`` following the recipe."""
         return self.sample_with_slots(phase)[0]
 
     def _tensors(self, phase: str) -> dict[str, torch.Tensor]:
-        batch, slots = self.sample_with_slots(phase)
+        if not self.uses_cached_features(phase):
+            return batch_to_torch(self.sample(phase), self.device)
+        # Frozen encoder: only the frames not encoded yet are read from the buffer.
+        batch, slots = self.sample_with_slots(phase, frames=False)
+        if self._features_encoder != self.counters["pretrain_updates"]:  # the encoder was trained since
+            self.features.clear()
+            self._features_encoder = self.counters["pretrain_updates"]
+        obs_slots = self.buffer.observation_slots(slots)  # o_t then o_{t+1}
+        both = self.features.features(obs_slots, self.buffer.slot_stamps(obs_slots), self.buffer.frames_at)
         tensors = batch_to_torch(batch, self.device)
-        if phase == "online" and self.cfg.freeze_encoder_online:
-            alloc = self.buffer.allocated_slots
-            next_slots = np.where(slots + 1 == alloc, 0, slots + 1)
-            tensors["features"] = self.features.features(batch.frames, slots)
-            tensors["next_features"] = self.features.features(batch.next_frames, next_slots)
-            del tensors["frames"], tensors["next_frames"]
+        tensors["features"], tensors["next_features"] = both[: len(slots)], both[len(slots) :]
         return tensors
 
     def _cql_alpha(self, phase: str) -> float:

@@ -14,6 +14,10 @@ buffer holds ``capacity - num_episodes`` transitions. Arrays grow on demand (``n
 which realloc/mremaps large blocks in place) up to ``capacity``; nothing is allocated upfront.
 :meth:`ReplayBuffer.sample` gathers o_t and o_{t+1} with one ``np.take`` (its cost is the memory
 traffic of 2 x B frames); ``frames``/``next_frames`` of a :class:`Batch` are two halves of one array.
+Every slot also holds a write stamp (int64, unique per written observation, never reused), so a
+reader can tell whether a slot still holds the observation it saw before: the learner's feature
+cache (``policy_server.feature_cache``) keys on (slot, stamp) and then gathers only the frames it
+has not encoded yet (``gather(..., frames=False)``, :meth:`ReplayBuffer.frames_at`).
 
 Rewards, ``done`` and MC returns
 --------------------------------
@@ -139,11 +143,11 @@ class BufferSpec:
 class Batch:
     """A batch of transitions (o_t, a_t, r_t, o_{t+1}); every array has the batch size as first axis."""
 
-    frames: np.ndarray  # (B, H, W, 3) uint8
+    frames: np.ndarray | None  # (B, H, W, 3) uint8; None when gathered with frames=False
     proprio: np.ndarray  # (B, P) float32
     actions: np.ndarray  # (B, A) float32
     rewards: np.ndarray  # (B,) float32
-    next_frames: np.ndarray  # (B, H, W, 3) uint8
+    next_frames: np.ndarray | None  # (B, H, W, 3) uint8; None when gathered with frames=False
     next_proprio: np.ndarray  # (B, P) float32
     terminals: np.ndarray  # (B,) float32, 1 only where the episode ended by success/termination
     tasks: np.ndarray  # (B,) int64
@@ -197,6 +201,8 @@ class _Arrays:
     terminals: np.ndarray
     truncated: np.ndarray
     has_next: np.ndarray
+    stamps: np.ndarray
+    """Write stamp of each slot's observation (0: never written)."""
 
     @classmethod
     def empty(cls, spec: BufferSpec) -> _Arrays:
@@ -212,6 +218,7 @@ class _Arrays:
             terminals=np.zeros(0, bool),
             truncated=np.zeros(0, bool),
             has_next=np.zeros(0, bool),
+            stamps=np.zeros(0, np.int64),
         )
 
     def all(self) -> list[np.ndarray]:
@@ -377,6 +384,7 @@ class ReplayBuffer:
         self._tail = 0
         self._count = 0
         self._transitions = 0
+        self._stamp = 0
         self._episodes: deque[_Episode] = deque()
         self._open: _Episode | None = None
         self._version = 0
@@ -836,6 +844,8 @@ class ReplayBuffer:
         m = self._mem
         obs = self._ring(head, n)
         m.frames[obs] = run.frames
+        m.stamps[obs] = np.arange(self._stamp + 1, self._stamp + n + 1, dtype=np.int64)
+        self._stamp += n
         m.proprio[obs] = run.proprio
         m.tasks[obs] = run.task
         m.sources[obs] = run.source
@@ -930,24 +940,41 @@ class ReplayBuffer:
             raise ValueError(f"cannot sample: the replay buffer {self.root} holds no {which}")
         return self.gather(idx[rng.integers(0, len(idx), int(batch_size))])
 
-    def gather(self, indices: np.ndarray) -> Batch:
-        """The transitions at the given slots (from :meth:`valid_indices`)."""
+    def observation_slots(self, indices: np.ndarray) -> np.ndarray:
+        """Slots of o_t then o_{t+1} of the transitions at ``indices``: (2B,) int64."""
+        idx = np.asarray(indices, np.int64)
+        both = np.concatenate([idx, idx + 1])
+        both[both == self._alloc] = 0  # o_{t+1} of a transition in the last slot wrapped to slot 0
+        return both
+
+    def slot_stamps(self, slots: np.ndarray) -> np.ndarray:
+        """Write stamps of ``slots``: a stamp names one stored observation; it changes when the ring
+        overwrites the slot and is never reused (0: the slot was never written)."""
+        return self._mem.stamps[np.asarray(slots, np.int64)]
+
+    def frames_at(self, slots: np.ndarray) -> np.ndarray:
+        """Copies of the frames stored at ``slots``: (N, H, W, 3) uint8."""
+        return np.take(self._mem.frames, np.asarray(slots, np.int64), axis=0)
+
+    def gather(self, indices: np.ndarray, frames: bool = True) -> Batch:
+        """The transitions at the given slots (from :meth:`valid_indices`); with ``frames=False``
+        the batch's ``frames``/``next_frames`` are ``None`` (no image bytes are copied)."""
         if self._mc_dirty and self._open is not None:
             self._set_mc_returns(self._open)
         self._mc_dirty = False
         m = self._mem
         idx = np.asarray(indices, np.int64)
         b = len(idx)
-        both = np.concatenate([idx, idx + 1])
-        both[both == self._alloc] = 0  # o_{t+1} of a transition in the last slot wrapped to slot 0
-        frames = np.take(m.frames, both, axis=0)  # one gather for o_t and o_{t+1}: the cost is memory traffic
+        both = self.observation_slots(idx)
+        # One gather for o_t and o_{t+1}: the cost is the memory traffic of 2 x B frames.
+        images = np.take(m.frames, both, axis=0) if frames else None
         proprio = np.take(m.proprio, both, axis=0)
         return Batch(
-            frames=frames[:b],
+            frames=images[:b] if images is not None else None,
             proprio=proprio[:b],
             actions=m.actions[idx],
             rewards=m.rewards[idx],
-            next_frames=frames[b:],
+            next_frames=images[b:] if images is not None else None,
             next_proprio=proprio[b:],
             terminals=m.terminals[idx].astype(np.float32),
             tasks=m.tasks[idx].astype(np.int64),

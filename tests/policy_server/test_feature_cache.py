@@ -1,5 +1,5 @@
-"""Frozen-encoder feature cache: computed once per slot, recomputed when a slot's frame changes,
-and online updates with it leave the encoder untouched."""
+"""Frozen-encoder feature cache: computed once per slot, recomputed when a slot is overwritten
+(write stamps), hits read no frames, and online updates with it leave the encoder untouched."""
 
 from __future__ import annotations
 
@@ -15,20 +15,33 @@ def test_cache_hits_after_first_use_and_detects_overwritten_slots() -> None:
     encoder = ImageEncoder(NetworkConfig(image_size=32, feature_dim=8, encoder_channels=4))
     cache = FeatureCache(encoder, torch.device("cpu"))
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
-    slots = np.arange(6)
-    first = cache.features(frames, slots)
-    assert cache.misses == 6 and cache.hits == 0
-    again = cache.features(frames[[1, 3]], slots[[1, 3]])
-    assert cache.hits == 2
+    store = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)  # stand-in for the buffer's slots
+    stamps = np.arange(1, 7)
+    loaded: list[list[int]] = []
+
+    def load(slots: np.ndarray) -> np.ndarray:
+        loaded.append(slots.tolist())
+        return store[slots]
+
+    slots = np.array([0, 1, 2, 3, 4, 5, 3])  # a slot twice in one call is encoded once
+    first = cache.features(slots, stamps[slots], load)
+    assert cache.misses == 7 and cache.hits == 0 and loaded == [[0, 1, 2, 3, 4, 5]]
+    with torch.no_grad():
+        torch.testing.assert_close(first, encoder(torch.from_numpy(store[slots])))
+    again = cache.features(np.array([1, 3]), stamps[[1, 3]], load)
+    assert cache.hits == 2 and len(loaded) == 1  # hits read no frames
     torch.testing.assert_close(again, first[[1, 3]])
+    store[3] = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)  # slot 3 overwritten by the ring
+    stamps[3] = 7
+    updated = cache.features(np.array([2, 3]), stamps[[2, 3]], load)
+    assert cache.misses == 8 and loaded[-1] == [3]
     with torch.no_grad():
-        torch.testing.assert_close(first, encoder(torch.from_numpy(frames)))
-    new_frame = rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)  # slot 3 overwritten by the ring
-    updated = cache.features(new_frame, np.array([3]))
-    assert cache.misses == 7
-    with torch.no_grad():
-        torch.testing.assert_close(updated, encoder(torch.from_numpy(new_frame)))
+        torch.testing.assert_close(updated, encoder(torch.from_numpy(store[[2, 3]])))
+    cache.clear()  # e.g. the encoder was trained: everything is encoded again
+    cache.features(np.array([2]), stamps[[2]], load)
+    assert loaded[-1] == [2]
+    big = cache.features(np.array([40]), np.array([9]), lambda s: store[[0]])  # grows past its size
+    assert big.shape == (1, 8)
 
 
 def test_online_updates_with_frozen_encoder_do_not_change_it(tmp_path) -> None:

@@ -494,3 +494,29 @@ def test_bench_runs_and_reports(tmp_path) -> None:
     assert result["insert_per_s"] > 0 and 0 < result["sample_ms_median"] <= result["sample_ms_p99"]
     with pytest.raises(ValueError, match="already holds a replay buffer"):
         run_buffer_bench(str(tmp_path / "bench"))
+
+
+def test_write_stamps_change_on_overwrite_and_frames_can_be_left_out(tmp_path) -> None:
+    """The feature cache's contract: (slot, stamp) names one observation; lean batches skip frames."""
+    rng = np.random.default_rng(2)
+    with ReplayBuffer(tmp_path / "b", BufferSpec((8, 8), 2, 1, 0.9), capacity=10) as buf:
+
+        def add(n: int) -> None:
+            frames = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+            buf.add_episode(
+                frames, np.zeros((n, 2)), np.zeros((n - 1, 1)), np.zeros(n - 1), 0, True, "online"
+            )
+
+        add(6)
+        slots = np.arange(6)
+        before = buf.slot_stamps(slots)
+        assert len(set(before.tolist())) == 6 and (before > 0).all()
+        add(6)  # evicts the first episode: slots 0..1 are reused
+        after = buf.slot_stamps(slots)
+        assert (after[:2] != before[:2]).all() and (after[:2] > before.max()).all()
+        idx = buf.valid_indices()
+        lean, full = buf.gather(idx, frames=False), buf.gather(idx)
+        assert lean.frames is None and lean.next_frames is None
+        np.testing.assert_array_equal(lean.next_proprio, full.next_proprio)
+        obs = buf.observation_slots(idx)
+        np.testing.assert_array_equal(buf.frames_at(obs), np.concatenate([full.frames, full.next_frames]))
