@@ -24,6 +24,8 @@ on a seekable file) reject it. :func:`recover_partial` streams the complete chun
 (a ROS executor callback) never blocks on disk; when the queue is full the message is dropped and counted.
 This module has no ROS runtime dependency; the node is ``reset_free.mcap_recorder_node``.
 
+Recover what a killed recorder left: ``python -m reset_free.mcap_recorder recover <folder or .partial>...``
+
 Example::
 
     from reset_free.mcap_recorder import McapTopicWriter
@@ -811,3 +813,38 @@ class McapRecorder:
         with self._cond:
             self._snapshot()
         return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``recover PATH...``: finish every ``.mcap.partial`` given (or found in a given folder)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reset_free.mcap_recorder", description="MCAP recordings left by a killed recorder"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    recover = sub.add_parser("recover", help="rewrite .mcap.partial files as finished .mcap files")
+    recover.add_argument("paths", nargs="+", help=".mcap.partial files or folders holding them")
+    args = parser.parse_args(argv)
+    partials: list[Path] = []
+    for name in args.paths:
+        path = Path(name)
+        partials += sorted(path.rglob(f"*.mcap{PARTIAL_SUFFIX}")) if path.is_dir() else [path]
+    if not partials:
+        print("robofume: nothing to recover (no .mcap.partial files)")
+        return 0
+    status = 0
+    for path in partials:
+        try:
+            r = recover_partial(path)
+        except (McapRecorderError, OSError) as exc:
+            print(f"robofume: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        how = "was complete" if r.complete else f"stopped at a torn chunk ({r.stopped_by})"
+        print(f"{r.output}: {r.messages} messages on {r.channels} topics recovered; the file {how}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

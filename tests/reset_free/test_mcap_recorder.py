@@ -274,6 +274,22 @@ def test_killed_writer_leaves_a_partial_whose_complete_chunks_are_recovered(tmp_
     assert [d.data for *_, d in read_all(path)] == [str(i) for i in range(20)]
 
 
+def test_recover_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    writer = mr.McapTopicWriter(mr.McapFileConfig(flush_interval_s=0))
+    (tmp_path / "s").mkdir()
+    writer.open(tmp_path / "s" / "s_0.mcap")
+    for i in range(3):
+        writer.add("/p", "std_msgs/msg/String", serialize_message(String(data=str(i))), i + 1, 0)
+    writer.flush()
+    writer.abandon()
+    assert mr.main(["recover", str(tmp_path)]) == 0
+    assert "3 messages on 1 topics recovered" in capsys.readouterr().out
+    assert [d.data for *_, d in read_all(tmp_path / "s" / "s_0.mcap")] == ["0", "1", "2"]
+    assert mr.main(["recover", str(tmp_path)]) == 0 and "nothing to recover" in capsys.readouterr().out
+    assert mr.main(["recover", str(tmp_path / "missing.mcap.partial")]) == 2
+    assert capsys.readouterr().err.strip().startswith("robofume: error: no such file")
+
+
 def test_torn_last_chunk_is_skipped(tmp_path: Path) -> None:
     writer = mr.McapTopicWriter(mr.McapFileConfig(chunk_size=1 << 20, flush_interval_s=0))
     writer.open(tmp_path / "torn.mcap")
