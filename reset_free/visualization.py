@@ -45,6 +45,7 @@ VERDICT_COLORS: dict[str, RGB] = {
     "unknown": UNKNOWN_COLOR,
 }
 """Colour of the success-probability bar by verdict (``confirmed`` = a confirmed success)."""
+_SHORT = {"forward": "fwd", "backward": "bwd"}
 _BAR_BG: RGB = (25, 25, 25)
 _TEXT: RGB = (240, 240, 240)
 _MIN_SIZE, _MAX_SIZE = 64, 2048
@@ -262,7 +263,7 @@ def _tasks(state: MonitorState) -> list[str]:
 def _counts_text(state: MonitorState) -> str:
     parts = []
     for task in _tasks(state):
-        short = {"forward": "fwd", "backward": "bwd"}.get(task, task)
+        short = _SHORT.get(task, task)
         parts.append(f"{short} {state.successes.get(task, 0)}/{state.episodes.get(task, 0)}")
     return "  ".join(parts)
 
@@ -293,7 +294,7 @@ def render_overlay(frame: np.ndarray, state: MonitorState, size: int = 384) -> n
     draw.rectangle((0, 0, width, bar_h), fill=_BAR_BG)
     label = state.phase.upper().replace("_", " ")
     if state.task and state.phase not in ("forward", "backward"):
-        label += f" ({state.task})"
+        label += f" ({_SHORT.get(state.task, state.task)})"
     draw.text((pad * 2, bar_h // 2), label, fill=color, font=small, anchor="lm")
     x = pad * 3 + draw.textlength(label, font=small)
     right = _counts_text(state)

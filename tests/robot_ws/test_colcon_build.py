@@ -41,6 +41,7 @@ def test_colcon_build_installs_nodes_and_config(tmp_path) -> None:
     share = prefix / "share" / "robofume_robot"
     assert (share / "config" / "safety_limits_mock.yaml").exists()
     assert (share / "package.xml").exists()
+    assert (share / "rviz" / "robofume.rviz").exists()  # ros2 launch ... gui:=true reads it from here
     launch_files = sorted(p.name for p in (ROOT / "launch").glob("*.launch.yaml"))
     assert launch_files and sorted(p.name for p in (share / "launch").iterdir()) == launch_files
 
