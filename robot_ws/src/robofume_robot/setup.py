@@ -20,6 +20,7 @@ NODE_EXECUTABLES = {
     "controller_node": "reset_free.controller_node",
     "recorder_node": "reset_free.recorder_node",
     "mcap_recorder_node": "reset_free.mcap_recorder_node",
+    "visualizer_node": "reset_free.visualizer_node",
 }
 """Console script -> module with a ``main()``: what ``ros2 run robofume_robot <script>`` and the launch
 files start. A node of ``launcher.ROBOTS`` named ``<pkg>.<module>`` runs as the script ``<module>``."""

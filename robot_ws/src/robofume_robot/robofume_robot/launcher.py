@@ -56,6 +56,7 @@ SESSION_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("reward", "reward_vlm.reward_node", params_file=SESSION_PARAMS),
     NodeSpec("reset_free_controller", "reset_free.controller_node", params_file=SESSION_PARAMS),
     NodeSpec("recorder", "reset_free.recorder_node", params_file=SESSION_PARAMS),
+    NodeSpec("visualizer", "reset_free.visualizer_node", params_file=SESSION_PARAMS),
 )
 """The fine-tuning session's nodes, on top of a robot's (``robofume session``); parameters in session.yaml."""
 
