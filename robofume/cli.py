@@ -192,6 +192,7 @@ def _cmd_session(args: argparse.Namespace) -> int:
     cfg.namespace = args.namespace if args.namespace is not None else cfg.namespace
     cfg.data = args.data or cfg.data
     cfg.labels = args.labels or cfg.labels
+    cfg.limits_file = args.limits_file or cfg.limits_file
     cfg.device = args.device or cfg.device
     if args.duration is not None:
         cfg.online.duration_s = 60.0 * args.duration
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="episode folder to use instead of generating one (real: required)"
     )
     ses.add_argument("--labels", default=None, help="label file from `robofume label` (real: required)")
+    ses.add_argument("--limits-file", default=None, help="safety limits YAML of your arm (real: required)")
     ses.add_argument(
         "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: wsrl)"
     )

@@ -86,6 +86,8 @@ class SessionConfig:
     """An existing episode folder to use instead of generating one (required with ``robot=real``)."""
     labels: str | None = None
     """A label file from ``robofume label``; on the mock, auto-labels are written when unset."""
+    limits_file: str | None = None
+    """Safety limits YAML of the real arm (required with ``robot=real``; the mock uses its own)."""
     seed: int = 0
     device: str = "auto"
     data_stage: DataStage = field(default_factory=DataStage)
@@ -103,6 +105,8 @@ class SessionConfig:
             )
         if self.robot == "real" and not self.labels:
             raise SessionConfigError("--robot real needs --labels: a label file made with `robofume label`")
+        if self.robot == "real" and not self.limits_file:
+            raise SessionConfigError("--robot real needs --limits-file: the safety limits YAML of your arm")
         if not self.online.duration_s > 0:
             raise SessionConfigError(f"duration must be > 0 s, got {self.online.duration_s}")
         if self.online.recipe not in ("calql", "wsrl", "rlpd"):

@@ -56,6 +56,10 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             "image_every_n": o.mcap_image_every_n,
         },
     }
+    if cfg.robot == "real":
+        limits = os.path.abspath(str(cfg.limits_file))
+        overrides["visualizer"] = {"limits_file": limits}
+        overrides["safety_gate"] = {"limits_file": limits}
     if cfg.robot == "mock":
         # A scene seed the data and the classifier never saw.
         overrides["arm"] = {"seed": 10_000 + cfg.seed, "control_hz": o.control_hz, "camera_hz": o.control_hz}

@@ -95,6 +95,6 @@ def test_config_round_trip_and_errors() -> None:
     with pytest.raises(SessionConfigError, match="unknown key"):
         config_from_dict({"online": {"bogus": 1}})
     with pytest.raises(SessionConfigError, match="--data"):
-        SessionConfig(robot="real").validate()
+        SessionConfig(robot="real", labels="l.json").validate()
     with pytest.raises(SessionConfigError, match="duration"):
         config_from_dict({"online": {"duration_s": 0}})
