@@ -7,7 +7,8 @@ share of camera frames judged, the classifier time per frame (``latency_ms``), t
 when its verdict was ready (``frame_age_ms``) and camera-stamp-to-verdict-received time, p50/p99.
 
 The classifier is a checkpoint folder (``--classifier PATH``) or the stand-in (``--classifier stand-in``,
-:class:`reward_vlm.stand_in.ColorStandIn` sleeping ``delay_ms`` per frame: a model of that cost).
+:class:`reward_vlm.stand_in.ColorStandIn` keeping a core busy for ``delay_ms`` per frame, like a model of
+that cost; ``--sleep`` makes it sleep instead).
 "Keeps up" = at least 95 % of frames judged (when the camera is not faster than the node's ``rate_hz``),
 no unknown verdict, and p99 frame age under ``max_frame_age_s``.
 
@@ -46,6 +47,7 @@ class RewardNodeBenchConfig:
     Args:
         classifier: a classifier checkpoint folder, or ``"stand-in"``.
         delay_ms: the stand-in's time per frame.
+        busy: the stand-in computes (one core busy, like a model) instead of sleeping.
         camera_hz: camera frame rate.
         seconds: measured duration (after ``warmup_s``).
         warmup_s: frames published before measuring (first calls, discovery).
@@ -57,6 +59,7 @@ class RewardNodeBenchConfig:
 
     classifier: str = STAND_IN
     delay_ms: float = 60.0
+    busy: bool = True
     camera_hz: float = 10.0
     seconds: float = 20.0
     warmup_s: float = 3.0
@@ -109,7 +112,7 @@ def _node_process(cfg: RewardNodeBenchConfig, log: Path) -> subprocess.Popen[byt
     }
     if cfg.classifier == STAND_IN:
         env[TEST_CLASSIFIER_ENV] = "reward_vlm.stand_in:make_stand_in"
-        env[TEST_CLASSIFIER_KWARGS_ENV] = json.dumps({"delay_s": cfg.delay_ms / 1e3})
+        env[TEST_CLASSIFIER_KWARGS_ENV] = json.dumps({"delay_s": cfg.delay_ms / 1e3, "busy": cfg.busy})
     else:
         env.pop(TEST_CLASSIFIER_ENV, None)
         params["classifier_path"] = os.path.abspath(cfg.classifier)
@@ -215,7 +218,11 @@ def run_reward_node_bench(cfg: RewardNodeBenchConfig, log_dir: str | None = None
     result: dict[str, Any] = {
         "benchmark": "reward_node",
         "config": asdict(cfg),
-        "classifier": "stand-in (sleep)" if cfg.classifier == STAND_IN else os.path.basename(cfg.classifier),
+        "classifier": (
+            f"stand-in ({'compute' if cfg.busy else 'sleep'} {cfg.delay_ms:g} ms)"
+            if cfg.classifier == STAND_IN
+            else os.path.abspath(cfg.classifier)
+        ),
         "frames_published": len(published),
         "verdicts_judged": len(judged),
         "verdicts_unknown": len(unknown),
@@ -246,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", default=STAND_IN, help="checkpoint folder or 'stand-in' (default)")
     parser.add_argument("--delay-ms", type=float, default=60.0, help="stand-in time per frame (default: 60)")
+    parser.add_argument(
+        "--sleep", action="store_true", help="stand-in sleeps instead of computing (no CPU contention)"
+    )
     parser.add_argument("--camera-hz", type=float, default=10.0, help="camera rate (default: 10)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds (default: 20)")
     parser.add_argument("--image-size", type=int, default=128, help="frame side in px (default: 128)")
@@ -256,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RewardNodeBenchConfig(
             classifier=args.classifier,
             delay_ms=args.delay_ms,
+            busy=not args.sleep,
             camera_hz=args.camera_hz,
             seconds=args.seconds,
             image_size=args.image_size,

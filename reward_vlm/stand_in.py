@@ -3,8 +3,10 @@
 :class:`ColorStandIn` reads the answer from the frame's colour, so a test publishing frames over ROS
 decides each verdict: success probability = mean red / 255; a frame whose mean green is above 250
 makes it raise (a broken classifier); mean blue above 250 makes it return NaN. ``delay_s`` makes each
-call slow (sleeps, like a model busy on the CPU). It has the :class:`reward_vlm.reward_core.ClassifierLike`
-contract, and :func:`make_stand_in` is the factory the reward node's test hook loads, e.g.::
+call slow: it sleeps, or with ``busy`` keeps one CPU core busy with torch matrix products for that long
+(like a model's forward pass, which also releases the GIL). It has the
+:class:`reward_vlm.reward_core.ClassifierLike` contract, and :func:`make_stand_in` is the factory the
+reward node's test hook loads, e.g.::
 
     ROBOFUME_REWARD_TEST_CLASSIFIER=reward_vlm.stand_in:make_stand_in \\
     ROBOFUME_REWARD_TEST_CLASSIFIER_KWARGS='{"delay_s": 0.06}' python -m reward_vlm.reward_node
@@ -28,12 +30,17 @@ class ColorStandIn:
     """Success probability from the frame's mean colour; optional per-call delay; counts its calls."""
 
     def __init__(
-        self, delay_s: float = 0.0, threshold: float = 0.5, tasks: tuple[str, ...] = TASK_NAMES
+        self,
+        delay_s: float = 0.0,
+        threshold: float = 0.5,
+        tasks: tuple[str, ...] = TASK_NAMES,
+        busy: bool = False,
     ) -> None:
-        """``delay_s``: sleep per call; ``threshold``: success threshold for every task."""
+        """``delay_s``: time per call (sleeping, or computing if ``busy``); ``threshold``: for all tasks."""
         if not 0 <= delay_s <= 10:
             raise ValueError(f"delay_s must be in [0, 10], got {delay_s}")
         self.delay_s = float(delay_s)
+        self.busy = bool(busy)
         self._threshold = float(threshold)
         self._tasks = tuple(tasks)
         self._lock = threading.Lock()
@@ -53,7 +60,9 @@ class ColorStandIn:
         if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8:
             got = f"{frames.dtype} {frames.shape}"
             raise ValueError(f"expected uint8 frames (H, W, 3) or (N, H, W, 3), got {got}")
-        if self.delay_s:
+        if self.delay_s and self.busy:
+            _compute_for(self.delay_s)
+        elif self.delay_s:
             time.sleep(self.delay_s)
         means = batch.reshape(batch.shape[0], -1, 3).mean(axis=1)
         with self._lock:
@@ -72,9 +81,19 @@ class ColorStandIn:
         return self._threshold
 
 
-def make_stand_in(delay_s: float = 0.0, threshold: float = 0.5) -> ColorStandIn:
+def _compute_for(seconds: float) -> None:
+    """Keep one core busy with 256x256 torch matrix products for ``seconds`` (torch imported on first use)."""
+    import torch
+
+    a = torch.rand(256, 256)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a = torch.tanh(a @ a)
+
+
+def make_stand_in(delay_s: float = 0.0, threshold: float = 0.5, busy: bool = False) -> ColorStandIn:
     """Factory for the reward node's test hook (``module:factory`` + JSON keyword arguments)."""
-    return ColorStandIn(delay_s=delay_s, threshold=threshold)
+    return ColorStandIn(delay_s=delay_s, threshold=threshold, busy=busy)
 
 
 def color_frame(red: int, green: int = 0, blue: int = 0, size: int = 32) -> np.ndarray:
