@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -415,7 +416,8 @@ class RewardJudge:
                         self._stats.callback_errors += 1
                         self._stats.last_error = f"on_verdict: {type(exc).__name__}: {exc}"[:300]
                     if self.on_callback_error is not None:
-                        self.on_callback_error(exc)
+                        with contextlib.suppress(Exception):  # e.g. logging after ROS shutdown
+                            self.on_callback_error(exc)
                 continue
             with self._wake:
                 if self._stop.is_set():

@@ -57,6 +57,7 @@ def test_verdicts_events_and_silent_camera_across_processes(tmp_path: Path) -> N
             assert confirmed and confirmed[0][3] == success[2][3], "confirmation needs 3 successes"
             assert [v[1].message for v in judged[-2:]] == ["failure", "failure"]
             assert len(rig.events) == 1, "one success event per confirmed streak"
+            assert_controller_reads_the_same(rig)
             assert (stamp_to_sec(rig.events[0].stamp), rig.events[0].frame_id) == (confirmed[0][3], "forward")
             assert all(0 <= float(v[2]["frame_age_ms"]) < 500 for v in judged), [
                 v[2]["frame_age_ms"] for v in judged
@@ -161,3 +162,17 @@ def test_bad_parameters_are_one_line_errors(params: dict[str, Any], hook: bool, 
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("robofume: error: reward:") and message in lines[0], lines
+
+
+def assert_controller_reads_the_same(rig: RewardRig) -> None:
+    """The reset-free controller's parser sees the status, task, confirmation, stamp and reason sent."""
+    controller_node = pytest.importorskip("reset_free.controller_node")
+    for _, msg in rig.verdicts:
+        status, values = status_of(msg)
+        parsed = controller_node.verdict_from_msg(msg)
+        assert parsed is not None and parsed.status == status.message
+        assert parsed.task == (values["task"] or None) and parsed.reason == values["reason"]
+        assert parsed.confirmed == (values["confirmed"] == "true")
+        assert parsed.frame_stamp == stamp_to_sec(msg.header.stamp)
+        if status.message != "unknown":
+            assert parsed.probability == pytest.approx(float(values["probability"]))
