@@ -118,12 +118,14 @@ class TanhGaussianActor(nn.Module):
         log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
         if deterministic:
             return torch.tanh(mean), torch.zeros(state.shape[0], device=state.device)
-        std = log_std.exp()
-        pre = mean + std * torch.randn_like(mean)
+        noise = torch.randn_like(mean)
+        pre = mean + log_std.exp() * noise
         action = torch.tanh(pre)
-        log_prob = (-0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
-        return action, log_prob
+        # log N(pre; mean, std) with (pre - mean) / std = noise, minus log|d tanh(pre)/d pre|
+        # = 2 (log 2 - pre - softplus(-2 pre)); the constants are summed over the action dims.
+        per_dim = -0.5 * noise.square() - log_std + 2 * (pre + F.softplus(-2 * pre))
+        const = mean.shape[-1] * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
+        return action, per_dim.sum(-1) - const
 
 
 class CriticEnsemble(nn.Module):

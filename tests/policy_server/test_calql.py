@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policy_server.calql import Agent, AgentConfig, calql_lower_bound, td_target
+from policy_server.calql import Agent, AgentConfig, calql_lower_bound, clip_grad_norm, td_target
 from policy_server.networks import AgentNetworks, NetworkConfig
 
 
@@ -26,6 +26,21 @@ def test_truncated_transitions_bootstrap_and_terminal_ones_do_not() -> None:
     )  # second: success (terminal); first/third: mid-episode/truncated
     next_q = torch.tensor([0.5, 0.9, 0.8])
     torch.testing.assert_close(td_target(rewards, terminals, next_q, 0.9), torch.tensor([0.45, 1.0, 0.72]))
+
+
+def test_clip_grad_norm_matches_torch() -> None:
+    torch.manual_seed(0)
+    for scale in (0.01, 100.0):  # below and above the limit
+        params = [torch.zeros(5, 3, requires_grad=True), torch.zeros(4, requires_grad=True)]
+        ref = [p.detach().clone().requires_grad_() for p in params]
+        for p, r in zip(params, ref, strict=True):
+            p.grad = torch.randn_like(p) * scale
+            r.grad = p.grad.clone()
+        params.append(torch.zeros(2, requires_grad=True))  # no gradient: skipped
+        clip_grad_norm(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(ref, 1.0)
+        for p, r in zip(params, ref, strict=False):
+            torch.testing.assert_close(p.grad, r.grad)
 
 
 def _bandit_batch(n: int, size: int = 32) -> dict[str, torch.Tensor]:

@@ -59,6 +59,15 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
         - torch.log(1 - action[:5] ** 2)
     )
     torch.testing.assert_close(log_prob[:5], expected.squeeze(-1), atol=2e-3, rtol=1e-3)
+    wide = TanhGaussianActor(NetworkConfig(image_size=32, action_dim=3))  # constants scale with the dims
+    state = torch.randn(64, wide.cfg.feature_dim + wide.cfg.proprio_dim + wide.cfg.task_dim)
+    action, log_prob = wide(state)
+    mean, log_std = wide.net(state).chunk(2, dim=-1)
+    pre = torch.atanh(action.clamp(-0.999, 0.999))
+    normal = torch.distributions.Normal(mean, log_std.clamp(-5, 2).exp())
+    expected = (normal.log_prob(pre) - torch.log(1 - action**2)).sum(-1)
+    ok = action.abs().amax(-1) < 0.99  # atanh/log(1 - a^2) are ill-conditioned near the bounds
+    torch.testing.assert_close(log_prob[ok], expected[ok], atol=2e-3, rtol=1e-3)
 
 
 def test_soft_update_moves_targets_toward_online() -> None:
