@@ -330,14 +330,16 @@ class RewardJudge:
         def unknown(reason: str, **extra: float) -> Verdict:
             return Verdict("unknown", math.nan, task, frame.stamp, reason=reason, issued_at=now, **extra)
 
-        if task is None:
-            return unknown(NO_TASK, frame_age_s=age)
-        if task not in self._known_tasks:
-            return unknown(UNKNOWN_TASK, frame_age_s=age)
+        # Frame freshness first: the controller reads "no_task" as "the camera and this node are fine,
+        # there is just nothing to judge", which lets it resume a held arm.
         if age > self.config.max_frame_age_s:
             return unknown(STALE_FRAME, frame_age_s=age)
         if age < -self.config.max_frame_age_s:
             return unknown(FUTURE_FRAME, frame_age_s=age)
+        if task is None:
+            return unknown(NO_TASK, frame_age_s=age)
+        if task not in self._known_tasks:
+            return unknown(UNKNOWN_TASK, frame_age_s=age)
         start = time.perf_counter()
         try:
             probs = np.asarray(self.classifier.predict_proba(frame.image, task), dtype=np.float64).reshape(-1)

@@ -318,3 +318,12 @@ def test_default_confirmation_is_the_classifiers_success_confirmation() -> None:
     assert [judged(j, SUCCESS, 1.0 + 0.1 * i).confirmed for i in range(2)] == [False, True]
     assert judged(j, SUCCESS, 1.2, now=5.0).status == "unknown"
     assert not judged(j, SUCCESS, 5.0).confirmed, "an unknown verdict restarts the count"
+
+
+def test_no_task_is_reported_only_for_fresh_frames() -> None:
+    """The controller resumes a held arm on "no_task" verdicts, so a stale frame must say "stale_frame"."""
+    j = judge(ColorStandIn(), max_frame_age_s=0.5)
+    v = judged(j, SUCCESS, 1.0, now=1.1)
+    assert (v.status, v.reason) == ("unknown", NO_TASK)
+    v = judged(j, SUCCESS, 2.0, now=3.0)
+    assert (v.status, v.reason) == ("unknown", STALE_FRAME)
