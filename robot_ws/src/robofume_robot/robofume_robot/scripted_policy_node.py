@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -93,7 +93,11 @@ class ScriptedPolicyNode(Node):
         self.steps = 0
         self.results: list[EpisodeResult] = []
         self.action_pub = self.create_publisher(JointState, "policy/action", 10)
-        self.phase_pub = self.create_publisher(String, "reset_free/phase", 10)
+        # Same QoS as the reset-free controller's phase: late joiners (the reward node) get the phase.
+        phase_qos = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.phase_pub = self.create_publisher(String, "reset_free/phase", phase_qos)
         self.create_subscription(String, "sim/ground_truth", self._on_truth, 10)
         self.create_subscription(Image, "camera/color/image_raw", self._on_frame, qos_profile_sensor_data)
 
