@@ -102,6 +102,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             result = speed_bench.run_policy_latency_bench(camera_size=args.image_size)
         else:
             result = speed_bench.run_replay_bench(image_size=args.image_size)
+    elif args.name == "reward-node":
+        from reward_vlm.node_bench import RewardNodeBenchConfig, run_reward_node_bench
+
+        result = run_reward_node_bench(
+            RewardNodeBenchConfig(
+                classifier=args.classifier or "stand-in", seconds=args.seconds, image_size=args.image_size
+            )
+        )
     elif args.name == "transport":
         from robofume_robot.transport_bench import TransportBenchError, run_transport_bench
 
@@ -364,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "name",
-        choices=["sim", "transport", "learner", "policy", "buffer", "learning"],
+        choices=["sim", "transport", "learner", "policy", "buffer", "learning", "reward-node"],
         help="which benchmark",
     )
     bench.add_argument(
@@ -375,12 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", default="outputs/bench_learning", help="learning: output folder (JSON + PNG)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument(
+        "--classifier", default=None, help="reward-node: classifier folder or 'stand-in' (default)"
+    )
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
     bench.add_argument(
         "--steps", type=int, default=None, help="sim: env steps to time (200); learner: updates to time (20)"
     )
     bench.add_argument(
-        "--seconds", type=float, default=10.0, help="transport: seconds per case (default: 10)"
+        "--seconds", type=float, default=10.0, help="transport, reward-node: seconds measured (default: 10)"
     )
     bench.set_defaults(func=_cmd_bench)
     return parser
