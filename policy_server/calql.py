@@ -120,8 +120,11 @@ class Agent:
         q = self.nets.critic(state.repeat_interleave(n, dim=0), actions.reshape(b * n, a))
         return q.view(-1, b, n)
 
-    def update(self, batch: dict[str, torch.Tensor], cql_alpha: float | None = None) -> dict[str, float]:
-        """One gradient step of critic (+ CQL), actor and temperature; returns scalar metrics."""
+    def update(
+        self, batch: dict[str, torch.Tensor], cql_alpha: float | None = None, update_actor: bool = True
+    ) -> dict[str, float]:
+        """One gradient step of critic (+ CQL), then (unless ``update_actor`` is false: a critic-only
+        step, as in RLPD/SERL's high-UTD updates) actor and temperature; returns scalar metrics."""
         cfg, nets = self.cfg, self.nets
         cql_alpha = cfg.cql_alpha if cql_alpha is None else cql_alpha
         b = {k: v.to(self.device) for k, v in batch.items()}
@@ -171,14 +174,26 @@ class Agent:
         clip_grad_norm(self.critic_params, cfg.grad_clip)
         self.critic_opt.step()
         stats["losses/critic"] = critic_loss.detach()
+        if update_actor:
+            self._update_actor(state.detach(), b["actions"], alpha, stats)
+        with torch.no_grad():  # = nets.soft_update_targets(cfg.tau)
+            torch._foreach_lerp_(self._targets, self._onlines, cfg.tau)
+        stats["charts/alpha"] = alpha
+        values = torch.stack([v.float() for v in stats.values()]).tolist()
+        return dict(zip(stats, values, strict=True))
 
-        actor_state = state.detach()
+    def _update_actor(
+        self, actor_state: torch.Tensor, data_actions: torch.Tensor, alpha: torch.Tensor,
+        stats: dict[str, torch.Tensor],
+    ) -> None:  # fmt: skip
+        """SAC actor step (+ scaled BC term) and temperature step on detached states."""
+        cfg, nets = self.cfg, self.nets
         action, log_prob = nets.actor(actor_state)
         q_pi_actor = nets.critic(actor_state, action).mean(dim=0)
         actor_loss = (alpha * log_prob - q_pi_actor).mean()
         if cfg.bc_weight > 0:
             mean_action, _ = nets.actor(actor_state, deterministic=True)
-            bc = F.mse_loss(mean_action, b["actions"].float())
+            bc = F.mse_loss(mean_action, data_actions.float())
             actor_loss = actor_loss + cfg.bc_weight * q_pi_actor.abs().mean().detach().clamp(min=1.0) * bc
             stats["losses/bc"] = bc.detach()
         # Gradients of the actor only: the pass through the critic computes no critic weight gradients
@@ -193,12 +208,7 @@ class Agent:
         # -(log_prob + target_entropy).mean() with respect to log_alpha; set it without autograd.
         self.log_alpha.grad = -(log_prob.detach() + self.target_entropy).mean()
         self.alpha_opt.step()
-        with torch.no_grad():  # = nets.soft_update_targets(cfg.tau)
-            torch._foreach_lerp_(self._targets, self._onlines, cfg.tau)
-        stats.update({"losses/actor": actor_loss.detach(), "charts/alpha": alpha,
-                      "charts/entropy": -log_prob.detach().mean()})  # fmt: skip
-        values = torch.stack([v.float() for v in stats.values()]).tolist()
-        return dict(zip(stats, values, strict=True))
+        stats["losses/actor"], stats["charts/entropy"] = actor_loss.detach(), -log_prob.detach().mean()
 
     def optimizer_state(self) -> dict[str, torch.Tensor]:
         """Flat tensor dict of optimiser states and the temperature, for safetensors checkpoints."""

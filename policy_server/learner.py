@@ -10,7 +10,9 @@ policy server (``WeightStore``). Online recipes:
 * ``rlpd``: SAC on batches that are half offline, half online.
 
 Updates follow the update-to-data ratio: after N online transitions the learner has done at most
-``utd_ratio * N`` online updates. Checkpoints (network weights, optimiser state, counters, the
+``utd_ratio * N`` online updates. An update always trains the critic; online, the actor and the
+temperature train on every ``round(utd_ratio)``-th update only (``actor_once_per_transition``, as
+RLPD's and SERL's high-UTD updates do). Checkpoints (network weights, optimiser state, counters, the
 resolved config) are written atomically as safetensors + JSON; a restarted learner resumes them.
 """
 
@@ -47,6 +49,10 @@ class LearnerConfig:
     batch_size: int = 256
     utd_ratio: float = 4.0
     """Online updates per online transition."""
+    actor_once_per_transition: bool = True
+    """Online: every update trains the critic, but only every ``round(utd_ratio)``-th one also trains
+    the actor and temperature, i.e. actor UTD 1 (the high-UTD update of RLPD and SERL: ``utd_ratio``
+    critic steps, then one actor step). False: the actor trains on every update too."""
     pretrain_steps: int = 20_000
     wsrl_warmup_transitions: int = 5_000
     freeze_encoder_online: bool = True
@@ -202,9 +208,18 @@ class Learner:
             return self.cfg.agent.cql_alpha
         return 0.0
 
+    def _trains_actor(self, phase: str) -> bool:
+        """Whether the next update of ``phase`` also trains the actor (see ``actor_once_per_transition``)."""
+        if phase != "online" or not self.cfg.actor_once_per_transition:
+            return True
+        period = max(1, round(self.cfg.utd_ratio))
+        return (self.counters["online_updates"] + 1) % period == 0
+
     def update(self, phase: str) -> dict[str, float]:
         """One gradient update of ``phase``."""
-        metrics = self.agent.update(self._tensors(phase), cql_alpha=self._cql_alpha(phase))
+        metrics = self.agent.update(
+            self._tensors(phase), cql_alpha=self._cql_alpha(phase), update_actor=self._trains_actor(phase)
+        )
         self.counters["updates"] += 1
         self.counters[f"{phase}_updates"] += 1
         if self.counters["updates"] % self.cfg.log_every == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -34,16 +35,28 @@ def run_learner_bench(
     camera_size: int = 128,
     device: str = "auto",
     cpu_threads: int = 1,
+    network: NetworkConfig | None = None,
+    online_updates: int | None = None,
+    actor_once_per_transition: bool = True,
 ) -> dict[str, object]:
-    """Learner updates/s at ``batch_size``: the Cal-QL pre-training update (encoder trained end to end)
-    and the online SAC update of WSRL/RLPD with the frozen encoder's cached features; default
-    network, frames sampled from a buffer of camera-size images."""
+    """Learner updates/s at ``batch_size``: the Cal-QL pre-training update (encoder trained end to end,
+    ``updates`` timed) and the online SAC update of WSRL/RLPD with the frozen encoder's cached
+    features (``online_updates`` timed, default ``max(updates, 100)``); default network and learner
+    config (UTD 4) unless told, frames sampled from a buffer of camera-size images.
+
+    Updates are timed in groups of one actor step: online, ``round(utd_ratio)`` updates (critic
+    only, then critic + actor) when ``actor_once_per_transition``, else one. Per phase: the median
+    over groups of wall time per update (sampling included) and updates/s, the same for process CPU
+    time (less sensitive than wall time to other processes sharing the CPU), and the median time to
+    sample a batch the way the phase does (online: no frames once the feature cache holds them).
+    ``load_avg_1min`` is the machine's load when the bench ended."""
     if cpu_threads > 0:
         torch.set_num_threads(cpu_threads)  # a learner shares the CPU with the robot-side processes
-    net = NetworkConfig()
+    net = network or NetworkConfig()
     results: dict[str, object] = {
         "bench": "learner", "batch_size": batch_size, "camera_size": camera_size,
-        "encoder_image_size": net.image_size, "torch_threads": torch.get_num_threads(),
+        "encoder_image_size": net.image_size, "hidden_dim": net.hidden_dim, "num_critics": net.num_critics,
+        "torch_threads": torch.get_num_threads(),
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         buffer = ReplayBuffer(
@@ -54,27 +67,38 @@ def run_learner_bench(
         cfg = LearnerConfig(
             batch_size=batch_size, recipe="wsrl", wsrl_warmup_transitions=1, network=net, agent=AgentConfig(),
             publish_every=10**9, log_every=10**9, checkpoint_every_s=1e9,
+            actor_once_per_transition=actor_once_per_transition,
         )  # fmt: skip
         learner = Learner(cfg, f"{tmp}/run", buffer, device=device, log=lambda _m: None)
+        group = max(1, round(cfg.utd_ratio)) if actor_once_per_transition else 1
+        results.update({"utd_ratio": cfg.utd_ratio, "online_updates_per_actor_update": group})
         results["device"] = str(learner.device)
+        timed = {"pretrain": updates, "online": online_updates or max(updates, 100)}
         for phase, key in (("pretrain", "calql_pretrain"), ("online", "sac_online_frozen_encoder")):
-            for _ in range(10 if phase == "online" else 1):  # warm-up (online: fill the feature cache)
+            size = group if phase == "online" else 1
+            for _ in range(12 if phase == "online" else 1):  # warm-up (online: fill the feature cache)
                 learner.update(phase)
-            times = []
-            sample_times = []
-            for _ in range(updates):
+            while learner.counters[f"{phase}_updates"] % size:  # start at a group boundary
+                learner.update(phase)
+            frames = not learner.uses_cached_features(phase)
+            times, cpu_times, sample_times = [], [], []
+            for _ in range(max(1, timed[phase] // size)):
                 t0 = time.perf_counter()
-                learner.sample(phase)
+                learner.sample_with_slots(phase, frames=frames)
                 sample_times.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                learner.update(phase)
-                times.append(time.perf_counter() - t0)
+                t0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(size):
+                    learner.update(phase)
+                times.append((time.perf_counter() - t0) / size)
+                cpu_times.append((time.process_time() - c0) / size)
             median = statistics.median(times)
-            results[f"{key}_ms_per_update"] = round(median * 1e3, 1)
-            results[f"{key}_updates_per_s"] = round(1.0 / median, 2)
+            results[f"{key}_ms_per_update"] = round(median * 1e3, 2)
+            results[f"{key}_updates_per_s"] = round(1.0 / median, 1)
+            results[f"{key}_cpu_ms_per_update"] = round(statistics.median(cpu_times) * 1e3, 2)
             results[f"{key}_sample_ms"] = round(statistics.median(sample_times) * 1e3, 2)
         buffer.close()
     results["target_updates_per_s"] = 100
+    results["load_avg_1min"] = round(os.getloadavg()[0], 2)
     results["machine"] = machine_info()
     return results
 

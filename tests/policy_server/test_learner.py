@@ -107,6 +107,30 @@ def test_wsrl_waits_for_warmup_then_trains_on_online_data_at_utd(tmp_path, buffe
     assert done == 14 and learner.counters["online_updates"] == 14, "never more updates than utd x data"
 
 
+@pytest.mark.parametrize("once", [True, False])
+def test_online_actor_trains_once_per_transition_critic_every_update(tmp_path, buffer, once: bool) -> None:
+    """RLPD/SERL high-UTD schedule: at UTD 2, the actor (and temperature) step on every 2nd update."""
+    _episode(buffer, 5, "online")
+    cfg = _cfg(recipe="wsrl", wsrl_warmup_transitions=1, actor_once_per_transition=once)
+    learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    actor_moved, critic_moved = [], []
+
+    def moved(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+        return any(not torch.equal(a, p) for a, p in zip(before, module.parameters(), strict=True))
+
+    for _ in range(4):
+        actor = [p.clone() for p in learner.nets.actor.parameters()]
+        critic = [p.clone() for p in learner.nets.critic.parameters()]
+        metrics = learner.update("online")
+        actor_moved.append(moved(actor, learner.nets.actor))
+        critic_moved.append(moved(critic, learner.nets.critic))
+        assert ("losses/actor" in metrics) == actor_moved[-1] and "losses/td" in metrics
+    assert critic_moved == [True] * 4
+    assert actor_moved == ([False, True, False, True] if once else [True] * 4)
+    learner.update("pretrain")  # pre-training (Cal-QL) always trains the actor
+    assert learner.counters["pretrain_updates"] == 1
+
+
 def test_rlpd_batches_are_half_offline_half_online(tmp_path, buffer) -> None:
     _episode(buffer, 5, "online")
     learner = Learner(_cfg(recipe="rlpd"), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
