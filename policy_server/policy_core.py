@@ -5,8 +5,15 @@ reads that reference once and uses it for the whole batch; ``maybe_reload`` buil
 (factory, load from the store, move to the device, ``eval``) off to the side — in the watcher thread
 when ``start_watcher`` is used — and only then replaces the reference (a single atomic assignment).
 So an ``infer`` never sees a half-loaded model and never waits on loading (no lock is shared between
-the two paths). A version whose files are corrupt or of another architecture is logged once,
-remembered as bad and never retried; the previous version keeps serving.
+the two paths).
+
+Each version's model is built from that version's own saved config (``config_factory``, by default
+``policy_server.networks.build_policy_from_config``), so a version whose architecture differs from
+the served one (other hidden sizes, another encoder...) is simply built fresh and swapped in like
+any other. A fixed ``model_factory`` instead builds the same architecture for every version. A
+version whose files are corrupt, whose config cannot be built, or whose tensors do not fit the
+model its own config describes is logged once, remembered as bad and never retried; the previous
+version keeps serving.
 
 Invalid requests (bad image/proprio shape or dtype, non-finite values) do not fail the batch: their
 response has ``action=None`` and ``error`` set to a one-line message naming the robot; the others
@@ -22,16 +29,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from policy_server.weights import WeightFileError, WeightStore, load_into
+from policy_server.weights import WeightFileError, WeightMeta, WeightStore, load_into
 
 log = logging.getLogger("policy_server")
 
 ModelFactory = Callable[[], nn.Module]
+"""Builds a fresh (untrained) model; the same architecture for every version."""
+ConfigModelFactory = Callable[[dict[str, Any]], nn.Module]
+"""Builds a fresh (untrained) model for the config saved with a version (``{}``: untrained weights)."""
 
 
 class NoWeightsError(RuntimeError):
@@ -73,6 +84,7 @@ class PolicyResponse:
 class _Served:
     model: nn.Module
     version: int | None
+    config: dict[str, Any]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -115,18 +127,26 @@ def validate_request(
         raise ValueError(f"robot {req.robot!r}: frame_stamp must be a finite number, got {req.frame_stamp!r}")
 
 
+def default_config_factory(config: dict[str, Any]) -> nn.Module:
+    """``policy_server.networks.build_policy_from_config`` (the learner's networks; lazy import)."""
+    from policy_server.networks import build_policy_from_config
+
+    return build_policy_from_config(config)
+
+
 class PolicyServerCore:
     """Serves ``model.act`` to several robots from the newest good weights in a ``WeightStore``.
 
-    ``model_factory`` builds a fresh (untrained) module with the ``act(images uint8 (B,H,W,3),
-    proprio float32 (B,P), task int64 (B,)) -> float32 (B,A)`` contract. ``image_shape`` /
-    ``proprio_dim`` pin the expected input shapes; unset, the first valid request of each batch sets
-    them for that batch.
+    Models have the ``act(images uint8 (B,H,W,3), proprio float32 (B,P), task int64 (B,)) -> float32
+    (B,A)`` contract. Each version's model is built by ``config_factory`` from the config saved with
+    it (default: :func:`default_config_factory`), or, when ``model_factory`` is given, by that
+    zero-argument factory for every version. ``image_shape`` / ``proprio_dim`` pin the expected input
+    shapes; unset, the first valid request of each batch sets them for that batch.
     """
 
     def __init__(
         self,
-        model_factory: ModelFactory,
+        model_factory: ModelFactory | None,
         store: WeightStore | None,
         device: str = "auto",
         allow_untrained: bool = False,
@@ -134,6 +154,7 @@ class PolicyServerCore:
         proprio_dim: int | None = None,
         latency_window: int = 1000,
         cpu_threads: int = 1,
+        config_factory: ConfigModelFactory | None = None,
     ) -> None:
         """Load the latest good version now (if any); see the class docstring.
 
@@ -142,7 +163,10 @@ class PolicyServerCore:
         OpenMP threads competing with other busy processes (renderer, learner) made batch-1
         latency ~90x worse on a 2-core machine (0.96 ms -> 88 ms, measured).
         """
+        if model_factory is not None and config_factory is not None:
+            raise ValueError("give either model_factory (one architecture) or config_factory (per version)")
         self.model_factory = model_factory
+        self.config_factory = config_factory or default_config_factory
         self.store = store
         self.device = resolve_device(device)
         if self.device.type == "cpu" and cpu_threads > 0:
@@ -161,11 +185,13 @@ class PolicyServerCore:
         self.requests_rejected = 0
         self.batches = 0
         self.swaps = 0
+        self.config_changes = 0
+        """Swaps to a version whose saved config differs from the served one's (per-version models)."""
         self.load_attempts = 0
         self.last_load_ms: float | None = None
         self.maybe_reload()
         if self._served is None and allow_untrained:
-            self._served = _Served(self._prepare(self.model_factory()), None)
+            self._served = _Served(self._prepare(self._build(None)), None, {})
 
     # --- serving -------------------------------------------------------------------------------
 
@@ -240,6 +266,12 @@ class PolicyServerCore:
 
     # --- hot swap ------------------------------------------------------------------------------
 
+    def _build(self, meta: WeightMeta | None) -> nn.Module:
+        """A fresh model for version ``meta`` (``None``: untrained initial weights)."""
+        if self.model_factory is not None:
+            return self.model_factory()
+        return self.config_factory(dict(meta.config) if meta is not None else {})
+
     def _prepare(self, model: nn.Module) -> nn.Module:
         """Move ``model`` to the device (on a side CUDA stream, so serving kernels are not queued
         behind the copy) and put it in eval mode.
@@ -277,23 +309,32 @@ class PolicyServerCore:
                 self.load_attempts += 1
                 try:
                     state, meta = self.store.load(version)
-                    model = self.model_factory()
+                    model = self._build(meta)  # the architecture this version's own config describes
                     load_into(model, state, meta)
                     model = self._prepare(model)
                 except FileNotFoundError:
                     log.info("weights v%d disappeared while loading (pruned?); skipped", version)
                     continue
-                except (WeightFileError, ValueError, RuntimeError) as exc:
+                except (WeightFileError, ValueError, RuntimeError, TypeError, KeyError) as exc:
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     # Copy-on-write: readers (stats, other threads) iterate the old dict safely.
                     self._bad_versions = {**self._bad_versions, version: reason}
                     log.error("skipping bad weights v%d (keeps serving v%s): %s", version, current, reason)
                     continue
                 self.last_load_ms = (time.perf_counter() - start) * 1e3
-                self._served = _Served(model, version)  # the swap: one reference assignment
+                previous = self._served
+                self._served = _Served(model, version, dict(meta.config))  # the swap: one assignment
                 self.swaps += 1
+                note = ""
+                if self.model_factory is None and previous is not None and previous.config != meta.config:
+                    self.config_changes += 1
+                    note = f"; its saved config differs from v{previous.version}'s"
                 log.info(
-                    "serving weights v%d (step %d), loaded in %.0f ms", version, meta.step, self.last_load_ms
+                    "serving weights v%d (step %d), loaded in %.0f ms%s",
+                    version,
+                    meta.step,
+                    self.last_load_ms,
+                    note,
                 )
                 return True
             return False
@@ -354,6 +395,7 @@ class PolicyServerCore:
             "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
             **counters,
             "swaps": self.swaps,
+            "config_changes": self.config_changes,
             "last_load_ms": self.last_load_ms,
             "bad_versions": sorted(self._bad_versions),
             "device": str(self.device),

@@ -10,7 +10,9 @@ Per robot namespace ``ns`` in the ``robots`` parameter ("" = the node's own name
 
 Frames from all robots that arrive within ``max_batch_wait_ms`` of the first one go through the
 network in one batch (at once when every robot has a frame pending; a newer frame of the same robot
-replaces its pending one). New weights are picked up by a watcher thread every ``watch_interval_s``.
+replaces its pending one). New weights are picked up by a watcher thread every ``watch_interval_s``;
+each version's network is built from the config saved with it (``PolicyServerCore``), so the
+architecture may change between versions.
 
 Parameters: ``weights_dir`` (required), ``robots``, ``max_batch_wait_ms``, ``watch_interval_s``,
 ``image_size`` (frames of another size are rejected and counted; 0 accepts any), ``device``,
@@ -34,7 +36,6 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
-from torch import nn
 
 from policy_server.policy_core import ModelFactory, NoWeightsError, PolicyRequest, PolicyServerCore
 from policy_server.weights import WeightStore
@@ -88,36 +89,17 @@ class _RobotState:
     task: int | None = None
 
 
-def _default_model_factory(store: WeightStore) -> ModelFactory:
-    """``policy_server.networks.build_policy_from_config`` on the latest version's config (lazy import)."""
-    try:
-        from policy_server.networks import build_policy_from_config
-    except ImportError as exc:
-        raise ValueError(
-            f"policy_server: no model factory: policy_server.networks.build_policy_from_config "
-            f"is not available ({exc})"
-        ) from None
-
-    def factory() -> nn.Module:
-        version = store.latest_version()
-        if version is None:
-            raise ValueError(
-                f"no policy weights published yet in {store.root} (needed for the network config)"
-            )
-        return build_policy_from_config(store.read_meta(version).config)
-
-    return factory
-
-
 class PolicyServerNode(Node):
     """Batches camera frames of several robots through one policy and publishes their actions.
 
-    Without an injected ``model_factory`` the network is ``policy_server.networks.build_policy_from_config``
-    applied to the config stored with the newest weight version.
+    Without an injected ``model_factory``, each weight version's network is built by
+    ``policy_server.networks.build_policy_from_config`` from the config saved with that version, so
+    a version with another architecture is built fresh and hot-swapped like any other.
     """
 
     def __init__(self, model_factory: ModelFactory | None = None, **kwargs) -> None:
-        """``model_factory`` overrides the default network (tests inject a tiny stand-in)."""
+        """``model_factory`` overrides the per-version networks with one architecture (tests inject a
+        tiny stand-in)."""
         super().__init__("policy_server", **kwargs)
         self.declare_parameter("weights_dir", "")
         self.declare_parameter("robots", [""])
@@ -142,9 +124,8 @@ class PolicyServerNode(Node):
             )
         self.image_size = int(self.get_parameter("image_size").value)
         store = WeightStore(weights_dir)
-        factory = model_factory if model_factory is not None else _default_model_factory(store)
         self.core = PolicyServerCore(
-            factory,
+            model_factory,
             store,
             device=str(self.get_parameter("device").value),
             allow_untrained=bool(self.get_parameter("allow_untrained").value),
@@ -300,6 +281,7 @@ class PolicyServerNode(Node):
             "frames_without_weights": str(self.no_weights),
             "inference_errors": str(self.inference_errors),
             "batches": str(stats["batches"]),
+            "config_changes": str(stats["config_changes"]),
             "bad_versions": ",".join(map(str, stats["bad_versions"])),
             "device": str(stats["device"]),
             "robots": ",".join(r or "/" for r in self.robots),

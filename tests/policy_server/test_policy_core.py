@@ -213,3 +213,137 @@ def test_run_policy_bench_smoke() -> None:
     result = run_policy_bench(lambda: TinyPolicy(), image_size=32, iters=5)
     assert set(result) >= {"device", "batch1_p50_ms", "batch1_p99_ms", "batch4_p50_ms", "batch4_p99_ms"}
     assert 0 < result["batch1_p50_ms"] <= result["batch1_p99_ms"]
+
+
+def _net_config(hidden: int) -> dict[str, object]:
+    """A learner-style saved config of a tiny real network (``policy_server.networks``)."""
+    return {"network": {"image_size": 32, "hidden_dim": hidden, "feature_dim": 8, "encoder_channels": 4}}
+
+
+def _publish_net(store: WeightStore, hidden: int, seed: int, step: int) -> dict[str, torch.Tensor]:
+    from policy_server.networks import build_policy_from_config
+
+    torch.manual_seed(seed)
+    weights = build_policy_from_config(_net_config(hidden)).state_dict()
+    store.publish(weights, _net_config(hidden), step=step)
+    return weights
+
+
+def _net_expected(hidden: int, weights: dict[str, torch.Tensor], req: PolicyRequest) -> np.ndarray:
+    from policy_server.networks import build_policy_from_config
+
+    ref = build_policy_from_config(_net_config(hidden))
+    ref.load_state_dict(weights)
+    with torch.no_grad():
+        out = ref.act(
+            torch.from_numpy(req.image[None]), torch.from_numpy(req.proprio[None]), torch.tensor([req.task])
+        )
+    return out[0].numpy()
+
+
+def test_each_version_is_built_from_its_own_config_and_swapped_under_load(tmp_path) -> None:
+    """v2 has another architecture (hidden 24 instead of 16): built fresh from its own config and
+    swapped in between two requests while a robot is served; broken versions are still refused."""
+    from policy_server.networks import build_policy_from_config
+
+    store = WeightStore(tmp_path)
+    w1 = _publish_net(store, hidden=16, seed=1, step=1)
+    building = threading.Event()
+    delay = {"s": 0.0}
+
+    def slow_build(config: dict) -> nn.Module:  # the default builder, made slow to widen the swap window
+        building.set()
+        time.sleep(delay["s"])
+        return build_policy_from_config(config)
+
+    core = PolicyServerCore(None, store, device="cpu", image_shape=(32, 32, 3), proprio_dim=9,
+                            config_factory=slow_build)  # fmt: skip
+    req = PolicyRequest(
+        "r1", np.full((32, 32, 3), 90, np.uint8), np.linspace(-1, 1, 9, dtype=np.float32), 1, 2.0
+    )
+    assert core.infer([req])[0].weight_version == 1
+    log: list[tuple[int | None, float, np.ndarray | None]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def serve() -> None:  # a robot's control loop: one request after the other
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                resp = core.infer([req])[0]
+                log.append((resp.weight_version, time.perf_counter() - t0, resp.action))
+        except BaseException as exc:
+            errors.append(exc)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        time.sleep(0.05)
+        delay["s"], building = 0.3, threading.Event()
+        w2 = _publish_net(store, hidden=24, seed=2, step=2)
+        core.start_watcher(interval_s=0.02)
+        assert building.wait(5)
+        deadline = time.monotonic() + 10
+        while not (log and log[-1][0] == 2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        server.join()
+        core.stop_watcher()
+    assert not errors, errors
+    versions = [v for v, _, _ in log]
+    assert set(versions) == {1, 2} and versions == sorted(versions)
+    assert all(action is not None for _, _, action in log), "every control step got an action"
+    assert max(dt for _, dt, _ in log) < 0.2, "no request waited for the 300 ms build"
+    reference = {1: _net_expected(16, w1, req), 2: _net_expected(24, w2, req)}
+    for v, _, action in log:
+        np.testing.assert_allclose(action, reference[v], rtol=1e-5, atol=1e-5)
+    assert core.stats()["config_changes"] == 1 and core.swaps == 2
+
+    # Genuinely broken versions are refused; v2 keeps serving.
+    delay["s"] = 0.0
+    torch.manual_seed(3)
+    store.publish(
+        build_policy_from_config(_net_config(24)).state_dict(), _net_config(16), step=3
+    )  # shapes != own config
+    store.publish(
+        w1, {"network": {"image_size": 32, "hidden_dim": 16, "hiden": 3}}, step=4
+    )  # unknown config key
+    _publish_net(store, hidden=16, seed=5, step=5)
+    with open(store.weights_path(5), "r+b") as f:  # corrupt file
+        f.truncate(200)
+    assert core.maybe_reload() is False
+    assert sorted(core.bad_versions) == [3, 4, 5]
+    assert (
+        "has shape" in core.bad_versions[3] and "unknown network config key(s): hiden" in core.bad_versions[4]
+    )
+    assert "sha256 mismatch" in core.bad_versions[5]
+    resp = core.infer([req])[0]
+    assert resp.weight_version == 2
+    np.testing.assert_allclose(resp.action, reference[2], rtol=1e-5, atol=1e-5)
+    w6 = _publish_net(store, hidden=16, seed=6, step=6)  # back to the first architecture
+    assert core.maybe_reload() is True and core.stats()["config_changes"] == 2
+    np.testing.assert_allclose(core.infer([req])[0].action, _net_expected(16, w6, req), rtol=1e-5, atol=1e-5)
+
+
+def test_untrained_default_network_and_factory_choice(tmp_path) -> None:
+    core = PolicyServerCore(None, WeightStore(tmp_path), device="cpu", allow_untrained=True)
+    resp = core.infer([request("r1")])[0]  # the default NetworkConfig, untrained
+    assert resp.weight_version is None and resp.action is not None and resp.action.shape == (5,)
+    with pytest.raises(ValueError, match="either model_factory"):
+        PolicyServerCore(Factory(), None, device="cpu", config_factory=lambda _c: TinyPolicy())
+
+
+def test_older_version_of_another_architecture_loads_when_the_newest_is_broken(tmp_path) -> None:
+    """Building from the newest version's config would refuse v1; each version uses its own."""
+    store = WeightStore(tmp_path)
+    w1 = _publish_net(store, hidden=16, seed=1, step=1)
+    _publish_net(store, hidden=24, seed=2, step=2)
+    with open(store.weights_path(2), "r+b") as f:
+        f.truncate(200)
+    core = PolicyServerCore(None, store, device="cpu")
+    req = request("r1", seed=3)
+    resp = core.infer([req])[0]
+    assert resp.weight_version == 1 and sorted(core.bad_versions) == [2]
+    np.testing.assert_allclose(resp.action, _net_expected(16, w1, req), rtol=1e-5, atol=1e-5)

@@ -217,3 +217,34 @@ def test_node_batches_robots_copies_stamps_and_hot_swaps(tmp_path) -> None:
 def test_node_requires_weights_dir() -> None:
     with ros_context() as context, pytest.raises(ValueError, match="parameter 'weights_dir' is required"):
         PolicyServerNode(model_factory=TinyPolicy, context=context)
+
+
+def test_node_builds_each_version_from_its_own_config(tmp_path) -> None:
+    """Without an injected factory, every version's network comes from the config saved with it."""
+    from policy_server.networks import build_policy_from_config
+
+    def publish(store: WeightStore, hidden: int, step: int) -> None:
+        config = {
+            "network": {"image_size": SIZE, "hidden_dim": hidden, "feature_dim": 8, "encoder_channels": 4}
+        }
+        store.publish(build_policy_from_config(config).state_dict(), config, step=step)
+
+    store = WeightStore(tmp_path / "weights")
+    publish(store, hidden=16, step=1)
+    with ros_context() as context:
+        server = PolicyServerNode(
+            context=context,
+            parameter_overrides=[
+                Parameter("weights_dir", value=str(store.root)),
+                Parameter("image_size", value=SIZE),
+                Parameter("device", value="cpu"),
+                Parameter("watch_interval_s", value=60.0),
+            ],
+        )
+        try:
+            assert server.core.weight_version == 1 and server.core.model_factory is None
+            publish(store, hidden=24, step=2)  # another architecture
+            assert server.core.maybe_reload() and server.core.weight_version == 2
+            assert server.core.stats()["config_changes"] == 1 and not server.core.bad_versions
+        finally:
+            server.destroy_node()
