@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tune-blocks", type=int, default=2)
     p.add_argument("--backbone-lr", type=float, default=None)
     p.add_argument("--max-frames", type=int, default=24)
+    p.add_argument("--holdout", type=float, default=0.25, help="fraction of episodes held out")
     p.add_argument("--target-precision", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -102,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tune_blocks=args.tune_blocks,
         backbone_lr=args.backbone_lr,
         max_frames_per_episode=args.max_frames,
+        holdout_fraction=args.holdout,
     )
     summary = {
         "backbone": backbone.to_dict(),

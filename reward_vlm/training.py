@@ -52,11 +52,11 @@ from reward_vlm.classifier import (
     default_task_texts,
     select_threshold,
 )
-from reward_vlm.labels import check_labels_against, load_labels
+from reward_vlm.labels import FrameLabel, check_labels_against, load_labels
 from reward_vlm.lora import add_lora, merge_lora
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic
 from robofume.data.episode_format import Episode, list_episodes, load_episode
-from robofume.sim.tasks import instruction, other_task
+from robofume.sim.tasks import TASK_NAMES, instruction, other_task
 
 METHODS: tuple[str, ...] = ("probe", "last_blocks", "lora", "full")
 EPISODE_KINDS: tuple[str, ...] = ("demos", "failures", "prior")
@@ -288,15 +288,13 @@ def _prior_words(episode: Episode) -> tuple[str, str]:
             from robofume.data.generate import PriorScene
 
             return PriorScene(**scene).words()
-        except (TypeError, KeyError):
+        except (TypeError, KeyError, ImportError):
             pass
     return "red cube", "blue bin"
 
 
-def build_dataset(cfg: ClassifierTrainConfig, progress: Progress | None = None) -> Dataset:
-    """Collect frames and samples from the data folders and the label file."""
-    task_texts = cfg.resolved_task_texts()
-    ds = Dataset()
+def episode_paths(cfg: ClassifierTrainConfig) -> tuple[list[str], str | None, list[FrameLabel]]:
+    """Episode files of the data folders (of ``cfg.kinds``), the label root, and the validated labels."""
     paths: list[str] = []
     for folder in cfg.data:
         if not os.path.isdir(folder):
@@ -305,16 +303,50 @@ def build_dataset(cfg: ClassifierTrainConfig, progress: Progress | None = None) 
             paths.extend(list_episodes(folder, kind) if os.path.isdir(os.path.join(folder, kind)) else [])
         if not any(os.path.isdir(os.path.join(folder, k)) for k in EPISODE_KINDS):
             paths.extend(list_episodes(folder))
-    paths = sorted({os.path.abspath(p) for p in paths})
-    labels = []
+    labels: list[FrameLabel] = []
     root = None
     if cfg.labels:
         root = os.path.abspath(cfg.labels_root or (cfg.data[0] if cfg.data else os.path.dirname(cfg.labels)))
         labels = load_labels(cfg.labels)
         check_labels_against(root, labels)
-    labelled = {
-        (os.path.join(root, lb.episode) if root else lb.episode, lb.frame, lb.task): lb for lb in labels
-    }
+    return sorted({os.path.abspath(p) for p in paths}), root, labels
+
+
+def path_stratum(path: str) -> str:
+    """``kind/task`` of an episode file from its folder and name (``demos/forward_000003.npz``)."""
+    kind = os.path.basename(os.path.dirname(path))
+    task = os.path.basename(path).split("_", 1)[0]
+    return f"{kind if kind in EPISODE_KINDS else 'episodes'}/{task if task in TASK_NAMES else 'any'}"
+
+
+def split_episodes(paths: Iterable[str], fraction: float, seed: int) -> set[str]:
+    """Held-out episodes: ``fraction`` of those of each kind and task (at least one where there are two)."""
+    strata: dict[str, list[str]] = {}
+    for path in sorted(set(paths)):
+        strata.setdefault(path_stratum(path), []).append(path)
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for _name, group in sorted(strata.items()):
+        if len(group) < 2:
+            continue
+        n = max(1, round(fraction * len(group)))
+        held.update(group[i] for i in rng.permutation(len(group))[:n])
+    return held
+
+
+def build_dataset(
+    cfg: ClassifierTrainConfig, progress: Progress | None = None, heldout: set[str] | None = None
+) -> Dataset:
+    """Collect frames and samples from the data folders and the label file.
+
+    Training episodes contribute ``max_frames_per_episode`` frames each; ``heldout`` episodes all
+    their frames, so that held-out metrics are those of whole episodes.
+    """
+    task_texts = cfg.resolved_task_texts()
+    heldout = heldout or set()
+    ds = Dataset()
+    paths, root, labels = episode_paths(cfg)
+    labelled = {(os.path.join(root or "", lb.episode), lb.frame, lb.task): lb for lb in labels}
     flag_samples: dict[tuple[int, int], Sample] = {}
     for path in tqdm(paths, desc="loading episodes", unit="ep", leave=False, disable=progress is not None):
         episode = load_episode(path)
@@ -322,7 +354,12 @@ def build_dataset(cfg: ClassifierTrainConfig, progress: Progress | None = None) 
         own, task, other = _episode_texts(path, episode, kind, task_texts)
         own_id, other_id = ds.text_id(own), ds.text_id(other)
         stratum = f"{kind}/{episode.task}"
-        for i in subsample_indices(episode.success, cfg.max_frames_per_episode):
+        picked = (
+            np.arange(episode.success.shape[0])
+            if path in heldout
+            else subsample_indices(episode.success, cfg.max_frames_per_episode)
+        )
+        for i in picked:
             fid = ds.frame_id(path, int(i), episode.frames[i])
             done = bool(episode.success[i])
             flag_samples[(fid, own_id)] = Sample(fid, own_id, done, 1.0, task, episode.task, path, stratum)
@@ -333,7 +370,16 @@ def build_dataset(cfg: ClassifierTrainConfig, progress: Progress | None = None) 
                 )
         ds.episodes += 1
         if progress:
-            progress({"phase": "loading", "episodes": ds.episodes, "total": len(paths)})
+            progress(
+                {
+                    "phase": "loading",
+                    "epoch": 0,
+                    "epochs": cfg.epochs,
+                    "loss": None,
+                    "episodes": ds.episodes,
+                    "total": len(paths),
+                }
+            )
     cache: dict[str, Episode] = {}
     for (path, index, task_name), label in labelled.items():
         if path not in cache:
@@ -360,24 +406,6 @@ def build_dataset(cfg: ClassifierTrainConfig, progress: Progress | None = None) 
             "no training frames: the data folders hold no episodes and there are no labels"
         )
     return ds
-
-
-def split_groups(samples: Sequence[Sample], fraction: float, seed: int) -> set[str]:
-    """Held-out episode keys: ``fraction`` of the episodes of each stratum (at least one if it has two)."""
-    strata: dict[str, list[str]] = {}
-    for s in samples:
-        groups = strata.setdefault(s.stratum, [])
-        if s.group not in groups:
-            groups.append(s.group)
-    rng = np.random.default_rng(seed)
-    held: set[str] = set()
-    for _name, groups in sorted(strata.items()):
-        if len(groups) < 2:
-            continue
-        n = max(1, round(fraction * len(groups)))
-        order = rng.permutation(len(groups))[:n]
-        held.update(groups[i] for i in order)
-    return held
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -499,6 +527,7 @@ def _heldout_metrics(
             "negatives": m["negatives"],
             "attainable": choice.attainable,
             "source": source,
+            "average_precision": average_precision(s, y),
             **({"note": choice.note} if choice.note else {}),
         }
     return metrics
@@ -521,8 +550,10 @@ def train_classifier(
     report = progress or (lambda _info: None)
 
     report({"phase": "loading", "epoch": 0, "epochs": cfg.epochs, "loss": None})
-    ds = build_dataset(cfg, progress)
-    held_groups = split_groups(ds.samples, cfg.holdout_fraction, cfg.seed)
+    paths, root, labels = episode_paths(cfg)
+    label_paths = {os.path.join(root or "", lb.episode) for lb in labels}
+    held_groups = split_episodes([*paths, *label_paths], cfg.holdout_fraction, cfg.seed)
+    ds = build_dataset(cfg, progress, heldout=held_groups)
     train = [s for s in ds.samples if s.group not in held_groups]
     held = [s for s in ds.samples if s.group in held_groups]
     if not train or not any(s.label for s in train) or all(s.label for s in train):

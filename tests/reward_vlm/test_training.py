@@ -21,9 +21,11 @@ from reward_vlm.training import (
     ClassifierConfigError,
     ClassifierTrainConfig,
     build_dataset,
+    episode_paths,
     evaluate_classifier,
     load_train_config,
-    split_groups,
+    path_stratum,
+    split_episodes,
     subsample_indices,
     train_classifier,
 )
@@ -125,14 +127,21 @@ def test_user_labels_join_and_override_flags(setup: dict[str, Any], tmp_path: Pa
 
 
 def test_episodes_split_whole_and_per_stratum(setup: dict[str, Any]) -> None:
-    cfg = ClassifierTrainConfig(data=[str(setup["data"])], out="unused")
-    ds = build_dataset(cfg, progress=lambda _info: None)
-    held = split_groups(ds.samples, 0.25, seed=0)
-    assert held == split_groups(ds.samples, 0.25, seed=0)
-    strata = {s.stratum for s in ds.samples if s.group in held}
+    cfg = ClassifierTrainConfig(data=[str(setup["data"])], out="unused", max_frames_per_episode=6)
+    paths, _root, _labels = episode_paths(cfg)
+    held = split_episodes(paths, 0.25, seed=0)
+    assert held == split_episodes(reversed(paths), 0.25, seed=0)
+    strata = {path_stratum(p) for p in held}
     assert {"demos/forward", "demos/backward", "failures/forward", "prior/forward"} <= strata
-    for s in ds.samples:  # every frame of a held-out episode is held out
-        assert (s.group in held) == all(t.group in held for t in ds.samples if t.group == s.group)
+    assert sum(path_stratum(p) == "demos/forward" for p in held) == 2  # round(0.25 * 10) of each kind/task
+    ds = build_dataset(cfg, progress=lambda _info: None, heldout=held)
+    per_episode = {
+        g: sum(1 for s in ds.samples if s.group == g and s.text == ds.samples[0].text) for g in paths
+    }
+    frames_of = {g: len({s.frame for s in ds.samples if s.group == g}) for g in paths}
+    assert all(frames_of[g] == 20 for g in held)  # held-out episodes: every frame
+    assert all(frames_of[g] <= 6 for g in paths if g not in held)  # training episodes: subsampled
+    assert per_episode
     # cross-task negatives: success frames of a forward demo are failures of the backward text
     backward_text = ds.texts.index(cfg.resolved_task_texts()["backward"])
     assert any(s.text == backward_text and not s.label and s.stratum == "demos/forward" for s in ds.samples)
