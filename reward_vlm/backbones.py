@@ -74,7 +74,7 @@ class BackboneConfig:
     model: str = "ViT-B-32"
     """open_clip model name (``ViT-B-32``) or Hugging Face repo id (``openai/clip-vit-base-patch32``)."""
     pretrained: str | None = "laion2b_s34b_b79k"
-    """open_clip pretrained tag; ``None`` means random weights (open_clip only); unused by transformers."""
+    """open_clip pretrained tag (or checkpoint file); ``None``: random weights; unused by transformers."""
     path: str | None = None
     """Local folder written by :func:`save_backbone`; when set, nothing is downloaded."""
     image_size: int = 128
@@ -400,13 +400,15 @@ def _open_clip_tokenizer(info: dict[str, Any], folder: str | None) -> Any:
     )
 
 
-def _open_clip_by_name(cfg: BackboneConfig) -> OpenClipBackbone:
+def _open_clip_by_name(cfg: BackboneConfig, native_size: bool) -> OpenClipBackbone:
     import open_clip
 
     model_cfg = open_clip.get_model_config(cfg.model)
     if model_cfg is None:
         raise BackboneError(f"unknown open_clip model {cfg.model!r} (see open_clip.list_models())")
-    if cfg.pretrained and cfg.pretrained not in open_clip.list_pretrained_tags_by_model(cfg.model):
+    size = int(model_cfg["vision_cfg"]["image_size"]) if native_size else cfg.image_size
+    known_tag = cfg.pretrained in open_clip.list_pretrained_tags_by_model(cfg.model)
+    if cfg.pretrained and not known_tag and not os.path.isfile(cfg.pretrained):
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(cfg.model)) or "none"
         raise BackboneError(
             f"open_clip model {cfg.model} has no pretrained tag {cfg.pretrained!r}; known: {tags}"
@@ -423,7 +425,7 @@ def _open_clip_by_name(cfg: BackboneConfig) -> OpenClipBackbone:
             model = open_clip.create_model(
                 cfg.model,
                 pretrained=cfg.pretrained,
-                force_image_size=cfg.image_size,
+                force_image_size=size,
                 require_pretrained=bool(cfg.pretrained),
             )
             tokenizer = open_clip.get_tokenizer(cfg.model)
@@ -444,7 +446,7 @@ def _open_clip_by_name(cfg: BackboneConfig) -> OpenClipBackbone:
             "kwargs": text_cfg.get("tokenizer_kwargs") or {},
         }
     full_cfg = copy.deepcopy(model_cfg)
-    full_cfg["vision_cfg"]["image_size"] = cfg.image_size
+    full_cfg["vision_cfg"]["image_size"] = size
     model.eval()
     return OpenClipBackbone(
         model, tokenizer, cfg.model, cfg.pretrained, full_cfg, tuple(pp["mean"]), tuple(pp["std"]), info
@@ -577,7 +579,7 @@ def _hf_text_settings(kind: str, tokenizer: Any, model_config: Any) -> tuple[str
     return "longest", min(limit, int(getattr(tokenizer, "model_max_length", limit) or limit))
 
 
-def _transformers_by_name(cfg: BackboneConfig) -> TransformersBackbone:
+def _transformers_by_name(cfg: BackboneConfig, native_size: bool) -> TransformersBackbone:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
     what = f"transformers {cfg.model}"
@@ -598,7 +600,8 @@ def _transformers_by_name(cfg: BackboneConfig) -> TransformersBackbone:
     std = tuple(getattr(processor, "image_std", None) or OPENAI_STD)
     padding, max_length = _hf_text_settings(hf_cfg.model_type, tokenizer, model.config)
     backbone = TransformersBackbone(model.eval(), tokenizer, cfg.model, mean, std, padding, max_length)
-    backbone.set_image_size(cfg.image_size)
+    if not native_size:
+        backbone.set_image_size(cfg.image_size)
     return backbone
 
 
@@ -648,11 +651,18 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> 
         raise BackboneError(f"{what}: weights do not fit the architecture ({first})") from None
 
 
-def load_backbone(cfg: BackboneConfig) -> VisionLanguageBackbone:
-    """Load the backbone ``cfg`` names: from ``cfg.path`` (offline) or by name (download cache / network)."""
+def load_backbone(cfg: BackboneConfig, native_size: bool = False) -> VisionLanguageBackbone:
+    """Load the backbone ``cfg`` names: from ``cfg.path`` (offline) or by name (download cache / network).
+
+    ``native_size`` keeps the model's own input size instead of ``cfg.image_size`` (an exported
+    folder then holds the original position embeddings; any size can be chosen when loading it).
+    """
     if cfg.path:
-        return load_backbone_folder(cfg.path, image_size=cfg.image_size)
-    backbone = _open_clip_by_name(cfg) if cfg.backend == "open_clip" else _transformers_by_name(cfg)
+        return load_backbone_folder(cfg.path, image_size=None if native_size else cfg.image_size)
+    if cfg.backend == "open_clip":
+        backbone: VisionLanguageBackbone = _open_clip_by_name(cfg, native_size)
+    else:
+        backbone = _transformers_by_name(cfg, native_size)
     return backbone.eval()
 
 

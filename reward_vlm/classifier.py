@@ -403,8 +403,12 @@ class SuccessClassifier:
         head = ZeroShotHead(backbone.embed_dim, len(prompts), temp)
         with torch.inference_mode():
             for i, (pos, neg) in enumerate(prompts.values()):
-                head.positive[i] = nn.functional.normalize(backbone.encode_texts(list(pos)).mean(0), dim=0)
-                head.negative[i] = nn.functional.normalize(backbone.encode_texts(list(neg)).mean(0), dim=0)
+                head.positive[i] = nn.functional.normalize(
+                    backbone.encode_texts(list(pos)).mean(0), dim=0
+                ).cpu()
+                head.negative[i] = nn.functional.normalize(
+                    backbone.encode_texts(list(neg)).mean(0), dim=0
+                ).cpu()
         texts = default_task_texts()
         task_texts = {task: texts.get(task, prompts[task][0][0]) for task in prompts}
         head_config = {

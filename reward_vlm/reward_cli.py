@@ -113,7 +113,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(
             "export-backbone loads by --model/--pretrained; --backbone-path is where it would read from"
         )
-    backbone = load_backbone(cfg)
+    backbone = load_backbone(cfg, native_size=args.image_size is None)  # lossless unless a size is asked for
     folder = save_backbone(backbone, args.out)
     print(
         json.dumps(

@@ -714,7 +714,9 @@ def evaluate_classifier(
         other = other_task(episode.task)
         if cross_task_negatives and other in classifier.tasks and episode.success.any():
             q = torch.sigmoid(
-                classifier.logits_from_features(feats[torch.from_numpy(episode.success)], other)
+                classifier.logits_from_features(
+                    feats[torch.from_numpy(episode.success).to(feats.device)], other
+                )
             )
             scores[other].append(q.cpu().numpy())
             labels[other].append(np.zeros(int(episode.success.sum()), dtype=bool))

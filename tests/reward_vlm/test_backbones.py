@@ -78,6 +78,22 @@ def test_vision_tower_pieces_compose_to_encode_images(tmp_path: Path) -> None:
     assert len(backbone.vision_blocks()) == 3
 
 
+def test_open_clip_by_name_without_download(tmp_path: Path) -> None:
+    """A built-in open_clip architecture with random weights (no tag): the by-name path, resized, exported."""
+    cfg = BackboneConfig(model="ViT-S-32-alt", pretrained=None, image_size=64, allow_download=False)
+    native = load_backbone(cfg, native_size=True)
+    assert native.image_size == 224 and native.model_name == "ViT-S-32-alt"
+    folder = save_backbone(native, tmp_path / "vits")
+    small = load_backbone(BackboneConfig(path=folder, image_size=64))
+    assert small.image_size == 64 and len(small.vision_blocks()) == 12
+    with torch.inference_mode():
+        out = small.encode_images(_frames(2))
+        assert torch.equal(
+            out, load_backbone(BackboneConfig(path=folder, image_size=64)).encode_images(_frames(2))
+        )
+    assert out.shape == (2, native.embed_dim)
+
+
 def test_missing_weights_offline_is_one_line_with_advice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
