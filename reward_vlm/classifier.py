@@ -128,9 +128,11 @@ def select_threshold(
     """The lowest threshold whose precision on (``scores``, ``labels``) is >= ``target_precision``.
 
     A frame counts as success when ``score >= threshold``. Recall only falls as the threshold rises,
-    so the lowest qualifying threshold has the best recall. If no threshold qualifies, the one with
-    the highest precision is returned with ``attainable=False``; without positives the threshold is
-    0.5 and ``attainable=False``.
+    so the lowest qualifying cut has the best recall. All thresholds between the lowest score kept
+    and the next lower score make the same verdicts; the midpoint of that gap is returned, so that
+    rounding differences (another batch size, CPU vs GPU) cannot flip the frames at the cut. If no
+    threshold qualifies, the best-precision cut is returned with ``attainable=False``; without
+    positives the threshold is 0.5 and ``attainable=False``.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels, dtype=bool).reshape(-1)
@@ -142,20 +144,23 @@ def select_threshold(
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], labels[order]
     tp, fp = np.cumsum(y), np.cumsum(~y)
-    # Only the last index of a run of equal scores is a reachable cut (threshold = that score).
+    # Only the last index of a run of equal scores is a reachable cut.
     last = np.r_[s[1:] != s[:-1], True]
     idx = np.nonzero(last)[0]
     precision = tp[idx] / (tp[idx] + fp[idx])
     recall = tp[idx] / n_pos
+
+    def cut(i: int) -> float:
+        k = idx[i]
+        return float(s[k]) if k + 1 >= s.size else float((s[k] + s[k + 1]) / 2)
+
     ok = np.nonzero(precision >= target_precision)[0]
     if ok.size:
-        best = ok[-1]  # lowest threshold (furthest down the ranking) that still meets the target
-        return ThresholdChoice(
-            float(s[idx[best]]), float(precision[best]), float(recall[best]), True, n_pos, n_neg
-        )
+        best = int(ok[-1])  # lowest cut (furthest down the ranking) that still meets the target
+        return ThresholdChoice(cut(best), float(precision[best]), float(recall[best]), True, n_pos, n_neg)
     best = int(np.argmax(precision))
     return ThresholdChoice(
-        float(s[idx[best]]),
+        cut(best),
         float(precision[best]),
         float(recall[best]),
         False,

@@ -2,7 +2,9 @@
 
 Each method trains from the same backbone with the same data, split and seed; the table lists the
 held-out precision/recall per task at the threshold picked for ``--target-precision``, and the
-training time. Without pre-trained weights (offline), ``--tiny`` builds a random-initialised tiny
+training time; then, through the saved checkpoint, the held-out target episodes as whole episodes
+(first confirmed success within 0 or 3 frames of the true onset, see ``evaluate_classifier``).
+Without pre-trained weights (offline), ``--tiny`` builds a random-initialised tiny
 backbone, which shows what tuning can recover from the data alone::
 
     python -m reward_vlm.method_comparison --data data/mock --tiny --image-size 64 --json
@@ -23,7 +25,16 @@ from typing import Any
 import torch
 
 from reward_vlm.backbones import BackboneConfig, build_tiny_backbone
-from reward_vlm.training import METHODS, ClassifierTrainConfig, train_classifier
+from reward_vlm.classifier import SuccessClassifier
+from reward_vlm.training import (
+    METHODS,
+    ClassifierTrainConfig,
+    episode_paths,
+    evaluate_classifier,
+    path_stratum,
+    split_episodes,
+    train_classifier,
+)
 
 
 def compare_methods(
@@ -53,11 +64,29 @@ def compare_methods(
         t0 = time.monotonic()
         metrics = train_classifier(cfg)
         seconds = time.monotonic() - t0
+        paths, _root, _labels = episode_paths(cfg)
+        held = sorted(
+            p for p in split_episodes(paths, cfg.holdout_fraction, seed) if path_stratum(p)[:6] != "prior/"
+        )
+        classifier = SuccessClassifier.load(cfg.out)
+        episodes = {tol: evaluate_classifier(classifier, held, tolerance_frames=tol) for tol in (0, 3)}
         results[method] = {
             "seconds": round(seconds, 1),
             "meets_target": all(m["attainable"] for m in metrics.values()),
             "mean_recall": round(sum(m["recall"] for m in metrics.values()) / max(len(metrics), 1), 3),
             "tasks": metrics,
+            "heldout_episodes": {
+                task: {
+                    "average_precision": round(episodes[0][task]["average_precision"], 3),
+                    **{
+                        f"{key}_tol{tol}": round(episodes[tol][task][key], 3)
+                        for tol in (0, 3)
+                        for key in ("episode_precision", "episode_recall")
+                    },
+                    "outcomes_tol3": episodes[3][task]["episodes"],
+                }
+                for task in metrics
+            },
         }
         print(f"{method}: {json.dumps(results[method])}", file=sys.stderr, flush=True)
     return results

@@ -449,10 +449,9 @@ class _ImageModel(nn.Module):
             if self.method == "probe":
                 out.append(F.normalize(self.backbone.encode_pixels(pixels).float(), dim=-1))
             elif self.method == "full":
-                out.append(pixels.half())
+                out.append(pixels)
             else:
-                tokens = self.backbone.run_blocks(self.backbone.vision_stem(pixels), 0, self.start)
-                out.append(tokens.half())
+                out.append(self.backbone.run_blocks(self.backbone.vision_stem(pixels), 0, self.start))
         return torch.cat(out)
 
     def forward(self, cached: torch.Tensor) -> torch.Tensor:
@@ -460,8 +459,8 @@ class _ImageModel(nn.Module):
         if self.method == "probe":
             return cached
         if self.method == "full":
-            return F.normalize(self.backbone.encode_pixels(cached.float()).float(), dim=-1)
-        tokens = self.backbone.run_blocks(cached.float(), self.start)
+            return F.normalize(self.backbone.encode_pixels(cached).float(), dim=-1)
+        tokens = self.backbone.run_blocks(cached, self.start)
         return F.normalize(self.backbone.vision_pool(tokens).float(), dim=-1)
 
 
@@ -681,11 +680,29 @@ def train_classifier(
 
 
 # ---------------------------------------------------------------------------------------- evaluation
+def episode_outcome(confirmed: np.ndarray, success: np.ndarray, tolerance: int = 0) -> str:
+    """Episode-level verdict of a confirmed-success sequence against the ground truth.
+
+    ``tp``: the first confirmed success comes at most ``tolerance`` frames before the true onset (or
+    after it); ``early``: it comes sooner (a false success in an episode that does succeed later);
+    ``fp``: it fires in an episode that never succeeds; ``fn``: it never fires although the episode
+    succeeds; ``tn``: neither.
+    """
+    fired = np.flatnonzero(confirmed)
+    onset = np.flatnonzero(success)
+    if onset.size == 0:
+        return "fp" if fired.size else "tn"
+    if fired.size == 0:
+        return "fn"
+    return "tp" if fired[0] >= onset[0] - tolerance else "early"
+
+
 def evaluate_classifier(
     classifier: SuccessClassifier,
     episodes: Iterable[Episode | str | os.PathLike[str]],
     *,
     cross_task_negatives: bool = True,
+    tolerance_frames: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Per-task precision/recall/accuracy at the classifier's thresholds, from ground-truth ``success`` flags.
 
@@ -693,12 +710,18 @@ def evaluate_classifier(
     success frames are also judged for the other task (where they must be failures). Prior-scene
     episodes are skipped (their task text is not the classifier's). ``average_precision`` is the
     threshold-free area under the precision-recall curve; ``confirmed_*`` apply the classifier's
-    k-frame confirmation along each episode.
+    k-frame confirmation along each episode. ``episode_*`` count whole episodes, as the reward
+    node sees them: the first confirmed success must come no more than ``tolerance_frames`` before
+    the true onset (see :func:`episode_outcome`); ``episode_precision = tp / (tp + fp + early)``,
+    ``episode_recall = tp / (tp + fn + early)``.
     """
     scores: dict[str, list[np.ndarray]] = {t: [] for t in classifier.tasks}
     labels: dict[str, list[np.ndarray]] = {t: [] for t in classifier.tasks}
     confirmed: dict[str, list[np.ndarray]] = {t: [] for t in classifier.tasks}
     own_labels: dict[str, list[np.ndarray]] = {t: [] for t in classifier.tasks}
+    outcomes: dict[str, dict[str, int]] = {
+        t: {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "early": 0} for t in classifier.tasks
+    }
     for item in episodes:
         path = os.fspath(item) if not isinstance(item, Episode) else ""
         episode = item if isinstance(item, Episode) else load_episode(path)
@@ -709,15 +732,14 @@ def evaluate_classifier(
         scores[episode.task].append(p)
         labels[episode.task].append(episode.success)
         thr = classifier.threshold(episode.task)
-        confirmed[episode.task].append(confirm_sequence(p >= thr, classifier.confirm_frames))
+        conf = confirm_sequence(p >= thr, classifier.confirm_frames)
+        confirmed[episode.task].append(conf)
         own_labels[episode.task].append(episode.success)
+        outcomes[episode.task][episode_outcome(conf, episode.success, tolerance_frames)] += 1
         other = other_task(episode.task)
         if cross_task_negatives and other in classifier.tasks and episode.success.any():
-            q = torch.sigmoid(
-                classifier.logits_from_features(
-                    feats[torch.from_numpy(episode.success).to(feats.device)], other
-                )
-            )
+            mask = torch.from_numpy(episode.success).to(feats.device)
+            q = torch.sigmoid(classifier.logits_from_features(feats[mask], other))
             scores[other].append(q.cpu().numpy())
             labels[other].append(np.zeros(int(episode.success.sum()), dtype=bool))
     result: dict[str, dict[str, Any]] = {}
@@ -732,5 +754,12 @@ def evaluate_classifier(
                 np.concatenate(confirmed[task]).astype(float), np.concatenate(own_labels[task]), 0.5
             )
             m["confirmed_precision"], m["confirmed_recall"] = c["precision"], c["recall"]
+        o = outcomes[task]
+        fired_wrong = o["fp"] + o["early"]
+        m["episodes"] = dict(o)
+        m["episode_precision"] = o["tp"] / (o["tp"] + fired_wrong) if o["tp"] + fired_wrong else 0.0
+        m["episode_recall"] = (
+            o["tp"] / (o["tp"] + o["fn"] + o["early"]) if o["tp"] + o["fn"] + o["early"] else 0.0
+        )
         result[task] = m
     return result

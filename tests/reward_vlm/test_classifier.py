@@ -82,7 +82,8 @@ def test_calibration_sets_the_precision_threshold(tiny: dict[str, BackboneConfig
     labels = scores >= np.median(scores)  # perfectly separable by construction
     choice = clf.calibrate("forward", frames, labels, target_precision=0.95)
     assert choice.attainable and choice.precision == 1.0 and choice.recall == 1.0
-    assert clf.threshold("forward") == pytest.approx(scores[labels].min())
+    assert scores[~labels].max() < clf.threshold("forward") <= scores[labels].min()
+    assert np.array_equal(clf.is_success(frames, "forward"), labels)
 
 
 def test_bad_input_is_a_one_line_error(tiny: dict[str, BackboneConfig]) -> None:
@@ -113,10 +114,12 @@ def test_threshold_is_the_lowest_meeting_precision() -> None:
     scores = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.1])
     labels = np.array([1, 1, 0, 1, 1, 0, 0], dtype=bool)
     choice = select_threshold(scores, labels, target_precision=0.8)
-    assert choice.attainable and choice.threshold == 0.6
+    assert choice.attainable and choice.threshold == pytest.approx(0.55)  # midway between 0.6 and 0.5
     assert choice.precision == pytest.approx(0.8) and choice.recall == 1.0
     strict = select_threshold(scores, labels, target_precision=0.95)
-    assert strict.threshold == 0.9 and strict.recall == 0.5 and strict.precision == 1.0
+    assert strict.threshold == pytest.approx(0.85) and strict.recall == 0.5 and strict.precision == 1.0
+    lowest = select_threshold(scores, np.ones(7, bool), target_precision=0.95)
+    assert lowest.threshold == 0.1 and lowest.recall == 1.0  # nothing below: the lowest score itself
     # ties: a threshold cannot split equal scores
     tied = select_threshold(np.array([0.9, 0.9, 0.2]), np.array([1, 0, 1], bool), 0.95)
     assert not tied.attainable and "0.95" in tied.note
@@ -124,7 +127,8 @@ def test_threshold_is_the_lowest_meeting_precision() -> None:
 
 def test_unattainable_and_degenerate_thresholds_are_reported() -> None:
     choice = select_threshold(np.array([0.9, 0.8, 0.7]), np.array([0, 1, 0], bool), 0.95)
-    assert not choice.attainable and choice.threshold == 0.8 and choice.precision == pytest.approx(0.5)
+    assert not choice.attainable and choice.threshold == pytest.approx(0.75)
+    assert choice.precision == pytest.approx(0.5)
     none = select_threshold(np.array([0.3, 0.2]), np.array([0, 0], bool), 0.95)
     assert not none.attainable and none.threshold == 0.5 and "no positive" in none.note
     with pytest.raises(ValueError, match="differ in length"):

@@ -21,6 +21,7 @@ from reward_vlm.training import (
     ClassifierConfigError,
     ClassifierTrainConfig,
     build_dataset,
+    episode_outcome,
     episode_paths,
     evaluate_classifier,
     load_train_config,
@@ -84,6 +85,8 @@ def test_training_improves_precision_on_unseen_episodes(setup: dict[str, Any]) -
     # ... and at the thresholds picked on held-out episodes.
     assert _mean(trained, "precision") > _mean(baseline, "precision") + 0.3, (trained, baseline)
     assert _mean(trained, "accuracy") > _mean(baseline, "accuracy"), (trained, baseline)
+    assert sum(trained["forward"]["episodes"].values()) == 6  # 4 demos + 2 failures per task
+    assert _mean(trained, "episode_recall") > _mean(baseline, "episode_recall")
     assert clf.confirm_frames == 2 and clf.training["method"] == "last_blocks"
 
     meta = json.loads((out / "classifier.json").read_text())
@@ -145,6 +148,17 @@ def test_episodes_split_whole_and_per_stratum(setup: dict[str, Any]) -> None:
     # cross-task negatives: success frames of a forward demo are failures of the backward text
     backward_text = ds.texts.index(cfg.resolved_task_texts()["backward"])
     assert any(s.text == backward_text and not s.label and s.stratum == "demos/forward" for s in ds.samples)
+
+
+def test_episode_outcomes() -> None:
+    success = np.array([0, 0, 0, 0, 1, 1], bool)
+    fire = np.zeros(6, bool)
+    assert episode_outcome(fire, success) == "fn"
+    fire[3:] = True
+    assert episode_outcome(fire, success) == "early"
+    assert episode_outcome(fire, success, tolerance=1) == "tp"
+    assert episode_outcome(fire, np.zeros(6, bool)) == "fp"
+    assert episode_outcome(np.zeros(6, bool), np.zeros(6, bool)) == "tn"
 
 
 def test_subsample_keeps_successes() -> None:
