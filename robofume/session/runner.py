@@ -62,7 +62,12 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
         overrides["safety_gate"] = {"limits_file": limits}
     if cfg.robot == "mock":
         # A scene seed the data and the classifier never saw.
-        overrides["arm"] = {"seed": 10_000 + cfg.seed, "control_hz": o.control_hz, "camera_hz": o.control_hz}
+        overrides["arm"] = {
+            "seed": 10_000 + cfg.seed,
+            "control_hz": o.control_hz,
+            "camera_hz": o.control_hz,
+            "image_size": cfg.data_stage.image_size,
+        }
     return overrides
 
 
