@@ -115,7 +115,7 @@ def batch_to_torch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor
 
 def concat_batches(a: Batch, b: Batch) -> Batch:
     """Stack two batches (RLPD's offline + online halves); frames stay ``None`` if either lacks them."""
-    values = {}
+    values: dict[str, np.ndarray | None] = {}
     for f in dataclasses.fields(Batch):
         x, y = getattr(a, f.name), getattr(b, f.name)
         values[f.name] = None if x is None or y is None else np.concatenate([x, y])
