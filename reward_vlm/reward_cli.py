@@ -143,7 +143,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         paths.extend(list_episodes(folder))
     if not paths:
         raise ValueError(f"no episode files under {', '.join(args.data)}")
-    result = evaluate_classifier(classifier, paths)
+    result = evaluate_classifier(classifier, paths, tolerance_frames=args.tolerance_frames)
     if args.json:
         print(json.dumps(result))
     else:
@@ -217,6 +217,12 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument("--classifier", required=True, help="checkpoint folder from `robofume reward train`")
     ev.add_argument("--data", action="append", required=True, help="episode folder (repeatable)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
+    ev.add_argument(
+        "--tolerance-frames",
+        type=int,
+        default=0,
+        help="episode metrics: a confirmed success this many frames before the true onset still counts",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_cmd_eval)
     return reward

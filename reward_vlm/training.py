@@ -360,7 +360,7 @@ def build_dataset(
             else subsample_indices(episode.success, cfg.max_frames_per_episode)
         )
         for i in picked:
-            fid = ds.frame_id(path, int(i), episode.frames[i])
+            fid = ds.frame_id(path, int(i), episode.frames[i].copy())  # a copy: frees the episode
             done = bool(episode.success[i])
             flag_samples[(fid, own_id)] = Sample(fid, own_id, done, 1.0, task, episode.task, path, stratum)
             if done and cfg.cross_task_negatives:
@@ -385,7 +385,7 @@ def build_dataset(
         if path not in cache:
             cache[path] = load_episode(path)
         episode = cache[path]
-        fid = ds.frame_id(path, index, episode.frames[index])
+        fid = ds.frame_id(path, index, episode.frames[index].copy())
         tid = ds.text_id(task_texts.get(task_name, instruction(task_name)))
         kind = episode_kind(path, episode)
         flag_samples[(fid, tid)] = Sample(
