@@ -49,9 +49,7 @@ class SessionMonitorNode(Node):
             self.log.on_event(json.loads(msg.data), self.now())
 
     def _on_phase(self, msg: String) -> None:
-        if msg.data != self._last_phase:
-            self._last_phase = msg.data
-            self.log.on_phase(msg.data, self.status.get("reason", ""), self.now())
+        self._last_phase = msg.data  # the log takes phases (with their reasons) from reset_free/events
 
     def _on_status(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

@@ -112,9 +112,16 @@ def _progress_line(log: SessionLog, monitor: Any, elapsed: float, duration: floa
 
 
 def run_session(
-    cfg: SessionConfig, log: Log = _stderr, stop: Callable[[], bool] | None = None
+    cfg: SessionConfig,
+    log: Log = _stderr,
+    stop: Callable[[], bool] | None = None,
+    fault: Callable[[Any, float, SessionLog], None] | None = None,
 ) -> dict[str, Any]:
-    """Prepare, run every node for ``cfg.online.duration_s`` and write the report; returns its summary."""
+    """Prepare, run every node for ``cfg.online.duration_s`` and write the report; returns its summary.
+
+    ``stop()`` ends the session early; ``fault(launcher, elapsed_s, session_log)`` is called about once a
+    second (fault-injection tests kill a node through it and watch the session recover).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -170,7 +177,7 @@ def run_session(
             f"logs in {cfg.log_dir}"
         )
         start = time.monotonic()
-        next_print = start
+        next_print = next_check = start
         last_version: int | None = None
         while time.monotonic() - start < cfg.online.duration_s and not (stop and stop()):
             try:
@@ -182,6 +189,10 @@ def run_session(
             if now >= next_print:
                 next_print = now + 5.0
                 log(_progress_line(session_log, monitor, now - start, cfg.online.duration_s))
+            if now >= next_check:
+                next_check = now + 1.0
+                if fault is not None:
+                    fault(launcher, now - start, session_log)
                 for name, code in launcher.exited().items():
                     restarts[name] = restarts.get(name, 0) + 1
                     if restarts[name] > MAX_RESTARTS_PER_NODE:

@@ -51,6 +51,8 @@ class SessionLog:
     action_periods_s: list[float] = field(default_factory=list)
     probabilities: list[tuple[float, str, float]] = field(default_factory=list)
     transitions: int = 0
+    """Transitions recorded online in this session (the buffer's count minus what it held at start)."""
+    _baseline: int | None = None
     truth: dict[str, Any] | None = None
     _last_action_t: float | None = None
     _phase: str = "paused"
@@ -93,6 +95,8 @@ class SessionLog:
             if truths:
                 self._scalar(f"charts/{task}_success_rate_ground_truth", float(np.mean(truths)), now)
             self._scalar("charts/episodes", len(self.episodes), now)
+        elif kind == "phase":
+            self.on_phase(str(event.get("phase")), str(event.get("reason", "")), now)
         elif kind == "help":
             self.help_requests += 1
             self._scalar("charts/help_requests", self.help_requests, now)
@@ -133,10 +137,13 @@ class SessionLog:
             self._scalar("system/learner_step", learner_step, now)
 
     def on_transitions(self, committed: int, now: float) -> None:
-        """The recorder's committed transition count."""
-        if committed != self.transitions:
-            self.transitions = committed
-            self._scalar("system/transitions", committed, now)
+        """The recorder's committed transition count (offline data included; the first count is the base)."""
+        if self._baseline is None:
+            self._baseline = committed
+        online = committed - self._baseline
+        if online != self.transitions:
+            self.transitions = online
+            self._scalar("system/transitions", online, now)
 
     # --- outputs -------------------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ def simulated_log() -> tuple[SessionLog, Scalars]:
     log.on_weights(1, 2000, 101.0)
     log.on_weights(2, 2050, 150.0)
     log.on_weights(2, 2050, 160.0)
-    log.on_transitions(1234, 200.0)
+    log.on_transitions(1000, 150.0)
+    log.on_transitions(2234, 200.0)
     log.on_event({"kind": "help"}, 250.0)
     log.on_phase("paused", "policy server silent", 260.0)
     return log, writer
