@@ -60,6 +60,7 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
         limits = os.path.abspath(str(cfg.limits_file))
         overrides["visualizer"] = {"limits_file": limits}
         overrides["safety_gate"] = {"limits_file": limits}
+        overrides["camera"] = {"output_size": cfg.data_stage.image_size}
     if cfg.robot == "mock":
         # A scene seed the data and the classifier never saw.
         overrides["arm"] = {

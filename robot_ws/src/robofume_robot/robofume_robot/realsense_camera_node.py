@@ -20,6 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from robofume_robot.image_ops import fit_square, fit_square_intrinsics
 from robofume_robot.realsense_camera import (
     CameraError,
     EndOfStream,
@@ -65,6 +66,11 @@ class RealSenseCameraNode(Node):
             frame_timeout_ms=declare("frame_timeout_ms", defaults.frame_timeout_ms, "max wait per frame"),
         )
         self.frame_id = str(declare("frame_id", "camera_color_optical_frame", "header.frame_id"))
+        self.output_size = int(
+            declare("output_size", 0, "publish centre-cropped square frames of this side; 0 = camera size")
+        )
+        if self.output_size < 0:
+            raise ValueError(f"parameter output_size must be >= 0, got {self.output_size}")
         if not self.frame_id:
             raise ValueError("parameter frame_id must not be empty")
 
@@ -76,6 +82,9 @@ class RealSenseCameraNode(Node):
         self.camera = camera
         width, height = camera.size
         fx, fy, cx, cy = camera.intrinsics()
+        if self.output_size:
+            fx, fy, cx, cy = fit_square_intrinsics(width, height, fx, fy, cx, cy, self.output_size)
+            width = height = self.output_size
         self._info = camera_info(
             width, height, fx, fy, cx, cy, self.get_clock().now().to_msg(), self.frame_id
         )
@@ -108,7 +117,8 @@ class RealSenseCameraNode(Node):
                 if self._stop.is_set() or not self.context.ok():
                     return
                 self._info.header.stamp = stamp
-                self.image_pub.publish(to_image_msg(frame.rgb, stamp, self.frame_id))
+                rgb = fit_square(frame.rgb, self.output_size) if self.output_size else frame.rgb
+                self.image_pub.publish(to_image_msg(rgb, stamp, self.frame_id))
                 self.info_pub.publish(self._info)
                 self.frames_published += 1
         except Exception as exc:  # keep the process alive but say why frames stopped
