@@ -141,7 +141,7 @@ class Agent:
                 next_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"])
                 target_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"], target=True)
         with torch.no_grad():
-            next_action, _ = nets.actor(next_state)
+            next_action = nets.actor.sample(next_state)
             next_q = nets.target_critic(target_state, next_action).min(dim=0).values
             target = td_target(b["rewards"].float(), b["terminals"].float(), next_q, cfg.gamma)
         q_data = nets.critic(state, b["actions"].float())

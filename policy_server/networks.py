@@ -130,6 +130,13 @@ class TanhGaussianActor(nn.Module):
         const = mean.shape[-1] * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
         return action, per_dim.sum(-1) - const
 
+    def sample(self, state: torch.Tensor) -> torch.Tensor:
+        """An action drawn from pi(. | s) like ``forward`` (same random draw), without computing its
+        log-probability (the TD target needs only the action)."""
+        mean, log_std = self.net(state).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+
 
 class CriticEnsemble(nn.Module):
     """``num_critics`` independent Q(s, a) MLPs with LayerNorm; returns (num_critics, B)."""

@@ -68,6 +68,10 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
     expected = (normal.log_prob(pre) - torch.log(1 - action**2)).sum(-1)
     ok = action.abs().amax(-1) < 0.99  # atanh/log(1 - a^2) are ill-conditioned near the bounds
     torch.testing.assert_close(log_prob[ok], expected[ok], atol=2e-3, rtol=1e-3)
+    torch.manual_seed(5)
+    drawn, _ = wide(state)
+    torch.manual_seed(5)
+    torch.testing.assert_close(wide.sample(state), drawn)  # the TD target's action-only draw: same draw
 
 
 def test_soft_update_moves_targets_toward_online() -> None:
