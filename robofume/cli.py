@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 EXAMPLES = """examples:
   robofume session --duration 10                   # the whole loop on the MuJoCo mock, report in runs/session
   robofume label --data data/mock                  # label frames in the browser, train the classifier
+  robofume reward train --data data/mock --out runs/classifier --backbone-path backbones/vit-b-32
+  robofume reward export-backbone --out backbones/vit-b-32   # online, once: weights for offline use
   robofume demo --out outputs/demo                 # expert does forward+backward, video + strip
   robofume data generate --out data/mock           # demos, failures and prior data (progress bar)
   robofume data info data/mock                     # counts and integrity check
@@ -323,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=_cmd_pretrain)
 
     from reward_vlm.label_cli import register_cli as register_label_cli
+    from reward_vlm.reward_cli import register_cli as register_reward_cli
 
     register_label_cli(verbs)
+    register_reward_cli(verbs)
 
     ses = verbs.add_parser(
         "session",
