@@ -64,6 +64,9 @@ class SessionMonitorNode(Node):
             and math.isfinite(verdict.probability)
         ):
             self.log.on_probability(verdict.task, verdict.probability, self.now())
+            values = {kv.key: kv.value for status in msg.status for kv in status.values}
+            with contextlib.suppress(KeyError, ValueError):
+                self.log.on_reward_latency(float(values["latency_ms"]), self.now())
 
     def _on_success(self, msg: Header) -> None:
         self.log.on_success_event(msg.frame_id, self.now())
@@ -84,6 +87,10 @@ class SessionMonitorNode(Node):
                     self.served_version = int(values.get("weight_version", ""))
                 except ValueError:
                     self.served_version = None
+                with contextlib.suppress(KeyError, ValueError):
+                    self.log.on_latency(
+                        "policy", float(values["p50_ms"]), float(values["p99_ms"]), self.now()
+                    )
             elif status.name.endswith("recorder") and "committed" in values:
                 with contextlib.suppress(ValueError):
                     self.log.on_transitions(int(values["committed"]), self.now())

@@ -132,9 +132,23 @@ class SessionLog:
     def on_weights(self, version: int, learner_step: int, now: float) -> None:
         """The policy server now serves ``version`` (made at learner step ``learner_step``)."""
         if not self.weight_versions or self.weight_versions[-1][1] != version:
+            if self.weight_versions and learner_step > self.weight_versions[-1][2] >= 0:
+                t_prev, _, step_prev = self.weight_versions[-1]
+                dt = now - self.t0 - t_prev
+                if dt > 0:
+                    self._scalar("system/learner_updates_per_s", (learner_step - step_prev) / dt, now)
             self.weight_versions.append((now - self.t0, version, learner_step))
             self._scalar("system/weight_version", version, now)
             self._scalar("system/learner_step", learner_step, now)
+
+    def on_latency(self, name: str, p50_ms: float, p99_ms: float, now: float) -> None:
+        """A node's reported latency percentiles (``system/<name>_p50_ms``, ``_p99_ms``)."""
+        self._scalar(f"system/{name}_p50_ms", p50_ms, now)
+        self._scalar(f"system/{name}_p99_ms", p99_ms, now)
+
+    def on_reward_latency(self, latency_ms: float, now: float) -> None:
+        """The reward node's time to classify one frame (``system/reward_latency_ms``)."""
+        self._scalar("system/reward_latency_ms", latency_ms, now)
 
     def on_transitions(self, committed: int, now: float) -> None:
         """The recorder's committed transition count (offline data included; the first count is the base)."""

@@ -99,3 +99,14 @@ def test_config_round_trip_and_errors() -> None:
         SessionConfig(robot="real", labels="l.json").validate()
     with pytest.raises(SessionConfigError, match="duration"):
         config_from_dict({"online": {"duration_s": 0}})
+
+
+def test_system_scalars_updates_per_second_and_latencies() -> None:
+    writer = Scalars()
+    log = SessionLog(t0=0.0, writer=writer)
+    log.on_weights(1, 100, 10.0)
+    log.on_weights(2, 300, 20.0)
+    log.on_latency("policy", 2.5, 4.0, 21.0)
+    log.on_reward_latency(12.0, 21.0)
+    assert writer.tags["system/learner_updates_per_s"] == [20.0]
+    assert writer.tags["system/policy_p99_ms"] == [4.0] and writer.tags["system/reward_latency_ms"] == [12.0]
