@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: wsrl)"
     )
     ses.add_argument(
-        "--pretrain-steps", type=int, default=None, help="offline pre-training steps (default: 2000)"
+        "--pretrain-steps", type=int, default=None, help="offline pre-training steps (default: 1000)"
     )
     ses.add_argument("--backbone-path", default=None, help="local classifier backbone folder")
     ses.add_argument("--namespace", default=None, help="robot namespace (default: none)")

@@ -54,9 +54,10 @@ class ClassifierStage:
 class PretrainStage:
     """Offline Cal-QL pre-training (``robofume pretrain``)."""
 
-    steps: int = 2000
+    steps: int = 1000
+    """Cal-QL updates (the CNN trains end to end here: the slow stage on a CPU)."""
     image_size: int = 64
-    batch_size: int = 256
+    batch_size: int = 128
 
 
 @dataclass
