@@ -70,7 +70,8 @@ class OnlineStage:
     wsrl_warmup_transitions: int = 500
     control_hz: float = 10.0
     max_episode_steps: int = 100
-    stuck_after: int = 5
+    stuck_after: int = 20
+    """Failed attempts in a row in both directions before the arm is held and help requested."""
     record_mcap: bool = False
     mcap_image_every_n: int = 5
     learner_threads: int = 1

@@ -123,8 +123,12 @@ def run_session(
     ``stop()`` ends the session early; ``fault(launcher, elapsed_s, session_log)`` is called about once a
     second (fault-injection tests kill a node through it and watch the session recover).
     """
+    import signal
+    import threading
+
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from policy_server.weights import WeightStore
     from robofume.session.monitor_node import SessionMonitorNode
@@ -158,7 +162,17 @@ def run_session(
     context = rclpy.Context()
     domain = int(env.get("ROS_DOMAIN_ID", "0") or 0)
     os.environ.update({k: v for k, v in env.items() if k.startswith(("ROS_", "RMW_", "FASTDDS_"))})
-    rclpy.init(context=context, domain_id=domain)
+    # Ctrl-C / SIGTERM end the session in order (nodes stopped, report written); the nodes run in
+    # their own process groups, so a terminal's Ctrl-C reaches only this process.
+    rclpy.init(context=context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = {"signal": ""}
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stopping["signal"] = signal.Signals(signum).name
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     session_log = SessionLog(t0=0.0, writer=tb)
     restarts: dict[str, int] = {}
     learner_log = open(os.path.join(cfg.log_dir, "learner.log"), "ab")  # noqa: SIM115 - closed below
@@ -171,7 +185,11 @@ def run_session(
         executor.add_node(monitor)
         launcher.start()
         learner = subprocess.Popen(
-            learner_command(cfg), env=learner_env, stdout=learner_log, stderr=subprocess.STDOUT
+            learner_command(cfg),
+            env=learner_env,
+            stdout=learner_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log(
             f"running {len(launcher.nodes)} nodes + learner for {cfg.online.duration_s / 60:.1f} min; "
@@ -181,10 +199,9 @@ def run_session(
         next_print = next_check = start
         last_version: int | None = None
         while time.monotonic() - start < cfg.online.duration_s and not (stop and stop()):
-            try:
-                executor.spin_once(timeout_sec=0.05)
-            except KeyboardInterrupt:
-                log("interrupted: stopping the nodes and writing the report")
+            executor.spin_once(timeout_sec=0.05)
+            if stopping["signal"]:
+                log(f"{stopping['signal']}: stopping the nodes and writing the report")
                 break
             now = time.monotonic()
             if now >= next_print:
@@ -224,6 +241,8 @@ def run_session(
                 learner.kill()
         learner_log.close()
         rclpy.try_shutdown(context=context)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if tb is not None:
             tb.close()
     context_info = {

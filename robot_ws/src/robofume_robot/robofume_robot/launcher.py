@@ -131,8 +131,13 @@ class Launcher:
         if self.log_dir:
             out = open(self.log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
+        # Own process group: a terminal's Ctrl-C reaches the launcher, which stops the nodes in order.
         self.processes[spec.name] = subprocess.Popen(
-            self.command(spec), env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None
+            self.command(spec),
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
         )
 
     def exited(self) -> dict[str, int]:
