@@ -81,6 +81,7 @@ def test_quick_result_structure_and_ranges(quick: tuple[dict[str, Any], Path]) -
     assert [(r["threads"], r["batch"]) for r in latency] == [(1, 1), (1, 4)]
     for r in latency:
         assert 0 < r["median_ms_per_frame"] <= r["p90_ms_per_frame"]
+        assert r["median_cpu_ms_per_frame"] > 0
         assert r["median_ms_per_call"] == pytest.approx(r["median_ms_per_frame"] * r["batch"], rel=0.02)
     assert result["latency_summary"]["frame_budget_ms"] == 100.0
 
