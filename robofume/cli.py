@@ -90,11 +90,21 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     return 0 if not info["corrupt"] else 1
 
 
+LEARNING_BENCH_OUT = "outputs/bench_learning"
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "learning":
         from policy_server.learning_bench import LearningBenchConfig, run_learning_bench
 
         result = run_learning_bench(LearningBenchConfig.preset(args.preset), args.out)
+    elif args.name == "classifier":
+        from reward_vlm.classifier_bench import ClassifierBenchConfig, run_classifier_bench
+
+        if args.preset not in ("quick", "full"):
+            raise ValueError(f"bench classifier has presets quick and full, not {args.preset!r}")
+        out = "outputs/bench_classifier" if args.out == LEARNING_BENCH_OUT else args.out
+        result = run_classifier_bench(ClassifierBenchConfig.preset(args.preset), out)
     elif args.name in ("learner", "policy", "buffer"):
         from policy_server import speed_bench
 
@@ -376,16 +386,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "name",
-        choices=["sim", "transport", "learner", "policy", "buffer", "learning", "reward-node"],
+        choices=["sim", "transport", "learner", "policy", "buffer", "learning", "reward-node", "classifier"],
         help="which benchmark",
     )
     bench.add_argument(
         "--preset",
         choices=["quick", "medium", "full"],
         default="full",
-        help="learning: size of the run (full = 20k pre-train + 20k online steps; hours on a CPU)",
+        help="learning, classifier: size of the run (learning full = 20k + 20k steps; hours on a CPU)",
     )
-    bench.add_argument("--out", default="outputs/bench_learning", help="learning: output folder (JSON + PNG)")
+    bench.add_argument(
+        "--out", default=LEARNING_BENCH_OUT, help="learning, classifier: output folder (JSON + PNG)"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument(
         "--classifier", default=None, help="reward-node: classifier folder or 'stand-in' (default)"
