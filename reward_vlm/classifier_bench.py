@@ -965,6 +965,11 @@ def latency_summary(rows: Sequence[dict[str, Any]], cfg: ClassifierBenchConfig) 
 
 
 # ----------------------------------------------------------------------------------------- output
+def _defined_precision(m: dict[str, Any]) -> float:
+    """Frame precision, NaN where the classifier never fired (precision undefined)."""
+    return float("nan") if m["tp"] + m["fp"] == 0 else float(m["precision"])
+
+
 def plot_accuracy(result: dict[str, Any], path: str) -> None:
     """Precision and recall vs. user-labelled positives, one panel per task (PNG, written atomically)."""
     import matplotlib
@@ -980,9 +985,8 @@ def plot_accuracy(result: dict[str, Any], path: str) -> None:
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["positives"])
             x = [r["positives"] for r in mine]
             c = colours[method]
-            ax.plot(
-                x, [r["tasks"][task]["precision"] for r in mine], "o-", color=c, label=f"{method} precision"
-            )
+            precision = [_defined_precision(r["tasks"][task]) for r in mine]
+            ax.plot(x, precision, "o-", color=c, label=f"{method} precision")
             ax.plot(x, [r["tasks"][task]["recall"] for r in mine], "s--", color=c, label=f"{method} recall")
             ax.plot(
                 x, [r["tasks"][task]["episode_recall"] for r in mine], "^:", color=c, alpha=0.6,
@@ -1002,7 +1006,11 @@ def plot_accuracy(result: dict[str, Any], path: str) -> None:
     axes[0].set_ylabel("frame-level metric")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.suptitle(f"Success classifier vs. labels ({result['backbone_weights']})", fontsize=10)
+    fig.suptitle(
+        f"Success classifier vs. user labels ({result['backbone_weights']}); "
+        "no precision point where it never fired",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     write_with(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
@@ -1021,6 +1029,8 @@ def markdown_tables(result: dict[str, Any]) -> str:
         return "–" if v is None else f"{100 * v:.0f}"
 
     def pair(m: dict[str, Any], a: str, b: str) -> str:
+        if a == "precision" and m["tp"] + m["fp"] == 0:
+            return f"n/a / {pct(m.get(b))}"  # it never fired: no false positive, no true one either
         return f"{pct(m.get(a))} / {pct(m.get(b))}"
 
     for r in result["accuracy"]:
@@ -1056,7 +1066,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
             continue
         lines.append(
             f"| {r['backbone']} | {r['threads']} | {r['batch']} | {r['median_ms_per_frame']} "
-            f"| {r['p90_ms_per_frame']} | {r['median_cpu_ms_per_frame']} | {r['frames_per_s']} "
+            f"| {r['p90_ms_per_frame']} | {r.get('median_cpu_ms_per_frame', '–')} | {r['frames_per_s']} "
             f"| {r['load_avg_1m']} |"
         )
     return "\n".join(lines)
