@@ -40,6 +40,7 @@ EXAMPLES = """examples:
   robofume learner --run runs/mock --recipe wsrl   # async online learner on the run's replay buffer
   robofume bench learner --json                    # learner updates/s (also: policy, buffer)
   robofume bench learning --preset medium --json   # success vs env steps, main method and baselines
+  robofume bench classifier --preset quick --json  # classifier P/R vs user labels + latency per frame
 """
 
 
@@ -104,7 +105,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.preset not in ("quick", "full"):
             raise ValueError(f"bench classifier has presets quick and full, not {args.preset!r}")
         out = "outputs/bench_classifier" if args.out == LEARNING_BENCH_OUT else args.out
-        result = run_classifier_bench(ClassifierBenchConfig.preset(args.preset), out)
+        from reward_vlm.classifier_bench import markdown_tables
+
+        preset = ClassifierBenchConfig.preset(args.preset, data=args.data, backbone_path=args.backbone_path)
+        result = run_classifier_bench(preset, out)
+        if not args.json:
+            print(markdown_tables(result))
+            return 0
     elif args.name in ("learner", "policy", "buffer"):
         from policy_server import speed_bench
 
@@ -399,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=LEARNING_BENCH_OUT, help="learning, classifier: output folder (JSON + PNG)"
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument(
+        "--data", default=None, help="classifier: prior/demo dataset to reuse (default: generate)"
+    )
+    bench.add_argument(
+        "--backbone-path",
+        default=None,
+        help="classifier: exported backbone folder (default: tiny random-init)",
+    )
     bench.add_argument(
         "--classifier", default=None, help="reward-node: classifier folder or 'stand-in' (default)"
     )

@@ -73,7 +73,7 @@ def test_serves_until_interrupted(label_data: tuple[Path, dict[str, int]]) -> No
         with urllib.request.urlopen(url + "api/episodes", timeout=10) as res:
             assert len(json.loads(res.read())["episodes"]) == len(frames) + 2
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
