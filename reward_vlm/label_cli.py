@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -113,6 +114,10 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
 def run_label(args: argparse.Namespace) -> int:
     """Start the server, print its URL, serve until Ctrl-C."""
     from reward_vlm.label_server import LabelServer, LabelServerConfig
+
+    # Started in the background by a non-interactive shell, SIGINT is inherited ignored: Ctrl-C
+    # (SIGINT) is how this tool stops, so listen to it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     config = LabelServerConfig(
         data=args.data, labels=args.labels, host=args.host, port=args.port, allow_remote=args.allow_remote

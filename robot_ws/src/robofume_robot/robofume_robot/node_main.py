@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -12,6 +13,9 @@ from rclpy.node import Node
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Spin the node made by ``factory`` until Ctrl-C. A configuration error is one line on stderr, exit 2."""
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored; the
+    # launcher stops nodes with SIGINT, so make sure it is heard (rclpy chains its handler to this one).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=args)
     try:
         node = factory()
