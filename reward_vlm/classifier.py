@@ -50,6 +50,7 @@ from reward_vlm.backbones import (
     VisionLanguageBackbone,
     load_backbone,
     load_backbone_folder,
+    read_safetensors,
     save_backbone,
 )
 from robofume.atomic_io import atomic_writer, ensure_writable_dir, write_json_atomic
@@ -578,18 +579,10 @@ def _check_backbone(folder: str, expected: dict[str, Any], model: VisionLanguage
 
 
 def _read_head(folder: str, sha256: str) -> dict[str, torch.Tensor]:
-    path = os.path.join(folder, HEAD_FILE)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ClassifierCheckpointError(f"{folder}: cannot read {HEAD_FILE} ({exc.strerror})") from None
-    if hashlib.sha256(raw).hexdigest() != sha256:
-        raise ClassifierCheckpointError(f"{path} is corrupt or incomplete (checksum mismatch)")
-    try:
-        return safetensors.torch.load(raw)
-    except Exception as exc:  # safetensors' own error types
-        raise ClassifierCheckpointError(f"{path} is not a valid safetensors file ({exc})") from None
+        return read_safetensors(os.path.join(folder, HEAD_FILE), sha256, folder)
+    except BackboneError as exc:
+        raise ClassifierCheckpointError(str(exc)) from None
 
 
 def _build_head(cfg: dict[str, Any], embed_dim: int, num_tasks: int, folder: str) -> nn.Module:
