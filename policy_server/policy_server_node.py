@@ -76,6 +76,15 @@ def proprio_from(pose: PoseSample, gripper_closure: float, previous: PoseSample 
     )
 
 
+def gripper_from(msg: JointState) -> float | None:
+    """The ``gripper`` joint's position in a JointState, or ``None`` when it has none."""
+    if "gripper" in msg.name:
+        i = list(msg.name).index("gripper")
+        if i < len(msg.position):
+            return float(msg.position[i])
+    return None
+
+
 def _topic(ns: str, name: str) -> str:
     ns = ns.rstrip("/")
     return f"{ns}/{name}" if ns else name
@@ -176,10 +185,9 @@ class PolicyServerNode(Node):
         state.previous_pose, state.pose = state.pose, pose_sample(msg, self._now())
 
     def _on_joints(self, robot: str, msg: JointState) -> None:
-        if "gripper" in msg.name:
-            i = list(msg.name).index("gripper")
-            if i < len(msg.position):
-                self._state[robot].gripper = float(msg.position[i])
+        gripper = gripper_from(msg)
+        if gripper is not None:
+            self._state[robot].gripper = gripper
 
     def _on_phase(self, robot: str, msg: String) -> None:
         self._state[robot].task = task_id(msg.data) if msg.data in TASK_NAMES else None

@@ -344,5 +344,5 @@ class ResetFreeController:
             "episode": self.episode,
             "episode_step": self.episode_step,
             "probability": self._last_probability,
-            **{f"{k}": v for k, v in asdict(self.stats).items()},
+            **asdict(self.stats),
         }

@@ -28,7 +28,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from policy_server.policy_server_node import PoseSample, pose_sample, proprio_from
+from policy_server.policy_server_node import PoseSample, gripper_from, pose_sample, proprio_from
 from policy_server.replay_buffer import ReplayBuffer
 from reset_free.transition_recorder import TransitionRecorder
 from robofume_robot.arm_messages import parse_action
@@ -78,10 +78,9 @@ class RecorderNode(Node):
         self._previous_pose, self._pose = self._pose, pose_sample(msg, self._now())
 
     def _on_joints(self, msg: JointState) -> None:
-        if "gripper" in msg.name:
-            i = list(msg.name).index("gripper")
-            if i < len(msg.position):
-                self._gripper = float(msg.position[i])
+        gripper = gripper_from(msg)
+        if gripper is not None:
+            self._gripper = gripper
 
     def _on_frame(self, msg: Image) -> None:
         if self._pose is None or self._gripper is None:
