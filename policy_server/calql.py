@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from policy_server.augment import random_shift
 from policy_server.networks import AgentNetworks
 
 BATCH_KEYS = ("frames", "proprio", "actions", "rewards", "next_frames", "next_proprio", "terminals", "tasks")
@@ -43,13 +44,24 @@ class AgentConfig:
     critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
     init_temperature: float = 0.1
-    cql_alpha: float = 5.0
-    """Weight of the CQL regulariser; 0 turns it off (SAC)."""
+    cql_alpha: float = 1.0
+    """Weight of the CQL regulariser; 0 turns it off (SAC). 1, not Cal-QL's 5: with 0/1 rewards and
+    5, the data-action Q values of the mock arm drifted to 3.4 and the TD error to 4-20 within 1,500
+    pre-training updates; at 1 the TD error stayed near 1 (docs/benchmarks.md)."""
     cql_num_actions: int = 4
     calql: bool = True
     """Floor the policy-action Q values of the CQL term by the Monte-Carlo return (Cal-QL)."""
-    bc_weight: float = 0.0
-    """Weight of the behaviour-cloning term, relative to the actor's RL loss."""
+    bc_weight: float = 2.5
+    """Weight of the behaviour-cloning term, relative to the actor's RL loss (TD3+BC's alpha = 2.5
+    is 0.4 here). BC imitates transitions of successful episodes only (Monte-Carlo return > 0): the
+    demos, and online the policy's own successes (self-imitation)."""
+    encoder_bc_weight: float = 0.0
+    """Updates from frames: weight of an auxiliary BC loss (MSE of the actor's mean action to the
+    data action, successful episodes only) whose gradient trains the encoder beside the critic's.
+    With few updates the critic alone barely shapes the encoder; this makes it see the object."""
+    aug_pad: int = 4
+    """Updates from frames: DrQ random shift of up to this many pixels (0: off); see
+    ``policy_server.augment``."""
     grad_clip: float = 10.0
 
     def __post_init__(self) -> None:
@@ -57,8 +69,10 @@ class AgentConfig:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        if self.cql_alpha < 0 or self.bc_weight < 0:
-            raise ValueError("cql_alpha and bc_weight must be >= 0")
+        if self.cql_alpha < 0 or self.bc_weight < 0 or self.encoder_bc_weight < 0:
+            raise ValueError("cql_alpha, bc_weight and encoder_bc_weight must be >= 0")
+        if self.aug_pad < 0:
+            raise ValueError(f"aug_pad must be >= 0, got {self.aug_pad}")
         if self.cql_num_actions < 1:
             raise ValueError(f"cql_num_actions must be >= 1, got {self.cql_num_actions}")
 
@@ -78,6 +92,19 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
         return
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+
+
+def success_weighted_mean(per_sample: torch.Tensor, mc_returns: torch.Tensor) -> torch.Tensor:
+    """Mean of per-transition values over the transitions of successful episodes (Monte-Carlo
+    return > 0) only; 0 when the batch has none."""
+    mask = (mc_returns.reshape(-1) > 0).to(per_sample.dtype)
+    return (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def success_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mc_returns: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the transitions of successful episodes only: filtered BC, which never
+    imitates failed attempts; 0 when the batch has none."""
+    return success_weighted_mean((pred - target).square().mean(dim=-1), mc_returns)
 
 
 def calql_lower_bound(q_values: torch.Tensor, mc_returns: torch.Tensor) -> torch.Tensor:
@@ -103,6 +130,9 @@ class Agent:
         self.actor_opt = torch.optim.Adam(self.actor_params, lr=cfg.actor_lr, fused=fused)
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=fused)
+        # Behaviour-cloning warm-up (Learner.pretrain): encoder and actor trained end to end.
+        self.bc_params = [*nets.encoder.parameters(), *nets.actor.parameters()]
+        self.bc_opt = torch.optim.Adam(self.bc_params, lr=cfg.actor_lr, fused=fused)
         self.target_entropy = -float(nets.cfg.action_dim)
         # Polyak pairs of nets.soft_update_targets, listed once (module.parameters() walks the tree).
         self._targets = [*nets.target_encoder.parameters(), *nets.target_critic.parameters()]
@@ -136,10 +166,11 @@ class Agent:
             next_state = nets.state_from_features(b["next_features"], b["next_proprio"], b["tasks"])
             target_state = next_state
         else:
-            state = nets.state(b["frames"], b["proprio"], b["tasks"])
+            frames, next_frames = random_shift(b["frames"], cfg.aug_pad), random_shift(b["next_frames"], cfg.aug_pad)
+            state = nets.state(frames, b["proprio"], b["tasks"])
             with torch.no_grad():
-                next_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"])
-                target_state = nets.state(b["next_frames"], b["next_proprio"], b["tasks"], target=True)
+                next_state = nets.state(next_frames, b["next_proprio"], b["tasks"])
+                target_state = nets.state(next_frames, b["next_proprio"], b["tasks"], target=True)
         with torch.no_grad():
             next_action = nets.actor.sample(next_state)
             next_q = nets.target_critic(target_state, next_action).min(dim=0).values
@@ -168,6 +199,13 @@ class Agent:
             critic_loss = critic_loss + cql_alpha * cql_gap
             stats["losses/cql_gap"] = cql_gap.detach()
 
+        if cfg.encoder_bc_weight > 0 and "features" not in b:
+            # The actor's weights get gradients here too; _update_actor overwrites them before its step.
+            mean_action, _ = nets.actor(state, deterministic=True)
+            encoder_bc = success_weighted_mse(mean_action, b["actions"].float(), b["mc_returns"])
+            critic_loss = critic_loss + cfg.encoder_bc_weight * encoder_bc
+            stats["losses/encoder_bc"] = encoder_bc.detach()
+
         for p in self.critic_params:  # = critic_opt.zero_grad(set_to_none=True)
             p.grad = None
         critic_loss.backward()
@@ -175,7 +213,7 @@ class Agent:
         self.critic_opt.step()
         stats["losses/critic"] = critic_loss.detach()
         if update_actor:
-            self._update_actor(state.detach(), b["actions"], alpha, stats)
+            self._update_actor(state.detach(), b["actions"], b["mc_returns"], alpha, stats)
         with torch.no_grad():  # = nets.soft_update_targets(cfg.tau)
             torch._foreach_lerp_(self._targets, self._onlines, cfg.tau)
         stats["charts/alpha"] = alpha
@@ -183,8 +221,8 @@ class Agent:
         return dict(zip(stats, values, strict=True))
 
     def _update_actor(
-        self, actor_state: torch.Tensor, data_actions: torch.Tensor, alpha: torch.Tensor,
-        stats: dict[str, torch.Tensor],
+        self, actor_state: torch.Tensor, data_actions: torch.Tensor, mc_returns: torch.Tensor,
+        alpha: torch.Tensor, stats: dict[str, torch.Tensor],
     ) -> None:  # fmt: skip
         """SAC actor step (+ scaled BC term) and temperature step on detached states."""
         cfg, nets = self.cfg, self.nets
@@ -193,7 +231,7 @@ class Agent:
         actor_loss = (alpha * log_prob - q_pi_actor).mean()
         if cfg.bc_weight > 0:
             mean_action, _ = nets.actor(actor_state, deterministic=True)
-            bc = F.mse_loss(mean_action, data_actions.float())
+            bc = success_weighted_mse(mean_action, data_actions.float(), mc_returns)
             actor_loss = actor_loss + cfg.bc_weight * q_pi_actor.abs().mean().detach().clamp(min=1.0) * bc
             stats["losses/bc"] = bc.detach()
         # Gradients of the actor only: the pass through the critic computes no critic weight gradients
@@ -210,20 +248,48 @@ class Agent:
         self.alpha_opt.step()
         stats["losses/actor"], stats["charts/entropy"] = actor_loss.detach(), -log_prob.detach().mean()
 
+    def bc_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One behaviour-cloning step of encoder + actor: MSE of the actor's mean action to the data
+        action on transitions of successful episodes, frames randomly shifted. Needs frames."""
+        cfg, nets = self.cfg, self.nets
+        if "frames" not in batch:
+            raise ValueError("a BC update needs frames (the encoder trains end to end)")
+        b = {k: v.to(self.device) for k, v in batch.items()}
+        frames = random_shift(b["frames"], cfg.aug_pad)
+        mean, log_std = nets.actor.distribution(nets.state(frames, b["proprio"], b["tasks"]))
+        actions, mc = b["actions"].float(), b["mc_returns"]
+        loss = success_weighted_mse(torch.tanh(mean), actions, mc)
+        # The spread: Gaussian NLL of the data's pre-tanh action around the (detached) mean, so that
+        # sampled actions explore about as widely as the demos vary (not at the initial std of 1).
+        pre = torch.atanh(actions.clamp(-0.999, 0.999))
+        z = (pre - mean.detach()) * torch.exp(-log_std)
+        std_nll = success_weighted_mean((log_std + 0.5 * z.square()).mean(dim=-1), mc)
+        loss = loss + std_nll
+        for p in self.bc_params:
+            p.grad = None
+        loss.backward()
+        clip_grad_norm(self.bc_params, cfg.grad_clip)
+        self.bc_opt.step()
+        return {"losses/bc_warmup": float(loss.item()), "charts/bc_log_std": float(log_std.mean().item())}
+
     def optimizer_state(self) -> dict[str, torch.Tensor]:
         """Flat tensor dict of optimiser states and the temperature, for safetensors checkpoints."""
         out: dict[str, torch.Tensor] = {"log_alpha": self.log_alpha.detach().clone()}
-        for name, opt in (("critic", self.critic_opt), ("actor", self.actor_opt), ("alpha", self.alpha_opt)):
+        for name, opt in self._optimizers():
             for idx, st in opt.state_dict()["state"].items():
                 for key, value in st.items():
                     out[f"opt.{name}.{idx}.{key}"] = torch.as_tensor(value).detach().clone()
         return out
 
+    def _optimizers(self) -> tuple[tuple[str, torch.optim.Optimizer], ...]:
+        return (("critic", self.critic_opt), ("actor", self.actor_opt), ("alpha", self.alpha_opt),
+                ("bc", self.bc_opt))  # fmt: skip
+
     def load_optimizer_state(self, flat: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`optimizer_state` saved (shapes must match)."""
         with torch.no_grad():
             self.log_alpha.copy_(flat["log_alpha"])
-        for name, opt in (("critic", self.critic_opt), ("actor", self.actor_opt), ("alpha", self.alpha_opt)):
+        for name, opt in self._optimizers():
             sd = opt.state_dict()
             prefix = f"opt.{name}."
             state: dict[int, dict[str, torch.Tensor]] = {}

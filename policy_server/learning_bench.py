@@ -9,15 +9,17 @@ processes (1: in-process). :func:`run_learning_bench`:
 2. **Methods**, each in a fresh run folder ``out_dir/<method>__seed<seed>`` with its own replay
    buffer, then the same online harness (``online_steps`` env steps):
 
-   * ``calql_finetune`` (the main method): Cal-QL pre-training on all offline data (prior, demos,
-     failures), then online fine-tuning with ``recipe`` (``calql``/``wsrl``/``rlpd``); online, the
-     pre-trained encoder stays frozen unless ``freeze_encoder_online=False`` (learner setting);
+   * ``calql_finetune`` (the main method): pre-training (``bc_warmup_steps`` BC updates of encoder
+     and actor on the demos, then ``pretrain_steps`` Cal-QL updates of the critic on all offline
+     data: prior, demos, failures), then online fine-tuning with ``recipe``
+     (``calql``/``wsrl``/``rlpd``); online, the pre-trained encoder stays frozen unless
+     ``freeze_encoder_online=False`` (learner setting);
    * ``pretrained_only``: the same pre-trained policy (pre-trained once per benchmark and copied, so
      both start from identical weights), no online updates; it still acts for the same env steps
      and fills its buffer;
-   * ``bc_only``: behaviour cloning on the target demos only: the encoder and the actor of the same
-     ``AgentNetworks`` trained end to end by MSE between the actor's mean action and the data action
-     (``pretrain_steps`` steps, ``batch_size``); the critics are unused; no online updates;
+   * ``bc_only``: behaviour cloning on the target demos only, the same BC as the main method's
+     warm-up (``Agent.bc_update``, ``bc_warmup_steps`` steps, ``batch_size``, its own random draws);
+     the critics are unused; no online updates;
    * ``sac_scratch``: no offline data, no pre-training; SAC (``cql_alpha=0``, encoder trained) from
      an empty buffer with the same update-to-data ratio.
 
@@ -35,9 +37,11 @@ processes (1: in-process). :func:`run_learning_bench`:
    the shared pre-trained weights) reuse their result instead of replaying the episodes.
 
 Output: ``out_dir/learning.json`` (see :func:`run_learning_bench`) and ``out_dir/learning.png``.
-The full-size defaults need many hours on a 2-core CPU (about 0.4-0.5 s per Cal-QL update at batch
-256 with the conv encoder, about 45 ms per env step with the camera); :meth:`LearningBenchConfig.quick`
-is a smoke test (about 30 s) and :meth:`LearningBenchConfig.medium` a run of about half an hour.
+The full-size defaults need hours on a 2-core CPU (BC updates train the conv encoder, about 45 ms
+each at batch 64 and several times that at 256; about 45 ms per env step with the camera);
+:meth:`LearningBenchConfig.quick` is a smoke test (about 30 s) and :meth:`LearningBenchConfig.medium`
+a run of about half an hour. ``robofume bench learning --set KEY=VALUE`` overrides any setting, and
+``--merge`` combines runs that split the methods between processes (one per core).
 """
 
 from __future__ import annotations
@@ -54,10 +58,9 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
-from torch.nn import functional as F  # noqa: N812
 from tqdm import tqdm
 
-from policy_server.calql import AgentConfig
+from policy_server.calql import Agent, AgentConfig
 from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torch, resolve_device
 from policy_server.networks import AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer
@@ -95,6 +98,10 @@ class LearningBenchConfig:
     """Online recipe of ``calql_finetune``: calql, wsrl or rlpd (see policy_server.learner)."""
     online_steps: int = 20_000
     pretrain_steps: int = 20_000
+    """Cal-QL pre-training updates after the BC warm-up."""
+    bc_warmup_steps: int = 2_000
+    """BC updates (encoder + actor, demos) that start pre-training; the bc_only baseline is exactly
+    this BC, so the gap to it is what Cal-QL and fine-tuning add."""
     eval_every: int = 2_000
     eval_episodes: int = 50
     eval_seed_base: int = 10_000
@@ -114,10 +121,15 @@ class LearningBenchConfig:
     feature_dim: int = 64
     encoder_channels: int = 32
     gamma: float = 0.97
-    cql_alpha: float = 5.0
+    cql_alpha: float = 1.0
     cql_num_actions: int = 4
-    bc_weight: float = 0.0
+    bc_weight: float = 2.5
     """BC term of the Cal-QL actor (calql_finetune); bc_only is a separate, pure BC baseline."""
+    encoder_bc_weight: float = 0.0
+    """Auxiliary BC loss that trains the encoder during Cal-QL updates from frames (see
+    ``AgentConfig.encoder_bc_weight``)."""
+    aug_pad: int = 4
+    """DrQ random shift (pixels) of every update from frames, BC baseline included."""
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     wsrl_warmup_transitions: int = 5_000
@@ -143,7 +155,7 @@ class LearningBenchConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed", "pretrain_steps", "demos_per_task", "failures_per_task", "prior", "data_seed",
+        for name in ("seed", "pretrain_steps", "bc_warmup_steps", "demos_per_task", "failures_per_task", "prior", "data_seed",
                      "torch_threads"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -153,10 +165,12 @@ class LearningBenchConfig:
             raise ValueError(f"image_size must be between 32 and 256, got {self.image_size}")
         if self.utd_ratio <= 0 or self.batch_size < 2 or self.buffer_capacity < 2:
             raise ValueError("utd_ratio must be > 0, batch_size >= 2 and buffer_capacity >= 2")
-        if self.cql_alpha < 0 or self.bc_weight < 0 or not 0.0 < self.gamma < 1.0:
-            raise ValueError("cql_alpha and bc_weight must be >= 0 and gamma in (0, 1)")
-        if "bc_only" in self.methods and self.demos_per_task < 1:
-            raise ValueError("bc_only needs demos: demos_per_task must be >= 1")
+        if min(self.cql_alpha, self.bc_weight, self.encoder_bc_weight, self.aug_pad) < 0:
+            raise ValueError("cql_alpha, bc_weight, encoder_bc_weight and aug_pad must be >= 0")
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        if "bc_only" in self.methods and (self.demos_per_task < 1 or self.bc_warmup_steps < 1):
+            raise ValueError("bc_only needs demos and BC updates: demos_per_task and bc_warmup_steps >= 1")
         offline = self.demos_per_task + self.failures_per_task + self.prior
         if {"calql_finetune", "pretrained_only"} & set(self.methods) and offline < 1:
             raise ValueError("calql_finetune and pretrained_only need offline data (demos/failures/prior)")
@@ -169,7 +183,7 @@ class LearningBenchConfig:
     def quick(cls, **overrides: Any) -> LearningBenchConfig:
         """Smoke-test size: every code path, tiny counts, a small network (about a minute on 2 CPU cores)."""
         base: dict[str, Any] = {
-            "online_steps": 30, "pretrain_steps": 20, "eval_every": 15, "eval_episodes": 2,
+            "online_steps": 30, "pretrain_steps": 20, "bc_warmup_steps": 20, "eval_every": 15, "eval_episodes": 2,
             "image_size": 32, "max_episode_steps": 12, "batch_size": 16, "demos_per_task": 1,
             "failures_per_task": 0, "prior": 2, "data_workers": 1, "hidden_dim": 32, "feature_dim": 16,
             "encoder_channels": 8, "cql_num_actions": 2, "device": "cpu", "torch_threads": 1,
@@ -215,14 +229,17 @@ class LearningBenchConfig:
         encoder trained online)."""
         agent = AgentConfig(
             gamma=self.gamma, cql_alpha=self.cql_alpha, cql_num_actions=self.cql_num_actions,
-            bc_weight=self.bc_weight, actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+            bc_weight=self.bc_weight, encoder_bc_weight=self.encoder_bc_weight, aug_pad=self.aug_pad,
+            actor_lr=self.actor_lr, critic_lr=self.critic_lr,
         )  # fmt: skip
         recipe, freeze = self.recipe, self.freeze_encoder_online
         if method == "sac_scratch":
-            agent, recipe, freeze = replace(agent, cql_alpha=0.0, bc_weight=0.0), "calql", False
+            agent = replace(agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0)
+            recipe, freeze = "calql", False
         return LearnerConfig(
             recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,
-            pretrain_steps=self.pretrain_steps, wsrl_warmup_transitions=self.wsrl_warmup_transitions,
+            pretrain_steps=self.pretrain_steps, bc_warmup_steps=self.bc_warmup_steps,
+            wsrl_warmup_transitions=self.wsrl_warmup_transitions,
             publish_every=_NEVER, checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
             network=self.network_config(), agent=agent,
         )  # fmt: skip
@@ -335,22 +352,19 @@ def evaluate_forward(
 def train_bc(
     cfg: LearningBenchConfig, buffer: ReplayBuffer, run_dir: Path, device: torch.device, progress: bool
 ) -> AgentNetworks:
-    """BC baseline: encoder + actor trained end to end by MSE(mean action, demo action) on the demos."""
+    """BC baseline: encoder + actor trained end to end by MSE(mean action, demo action) on the demos
+    for ``bc_warmup_steps`` updates: the very BC warm-up the main method starts from
+    (``Agent.bc_update``, random-shift augmented)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net_cfg = cfg.network_config()
     nets = AgentNetworks(net_cfg).to(device)
-    opt = torch.optim.Adam([*nets.encoder.parameters(), *nets.actor.parameters()], lr=cfg.actor_lr)
-    loss = torch.zeros(())
-    for _ in tqdm(range(cfg.pretrain_steps), desc="bc", unit="upd", disable=not progress):
-        b = batch_to_torch(buffer.sample(cfg.batch_size, rng, source="demos"), device)
-        mean_action, _ = nets.actor(nets.state(b["frames"], b["proprio"], b["tasks"]), deterministic=True)
-        loss = F.mse_loss(mean_action, b["actions"].float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    config = {"network": asdict(net_cfg), "bc": {"steps": cfg.pretrain_steps, "loss": float(loss.item())}}
-    WeightStore(run_dir / "weights").publish(nets.state_dict(), config, step=cfg.pretrain_steps)
+    agent = Agent(nets, cfg.learner_config("bc_only").agent)
+    metrics: dict[str, float] = {}
+    for _ in tqdm(range(cfg.bc_warmup_steps), desc="bc", unit="upd", disable=not progress):
+        metrics = agent.bc_update(batch_to_torch(buffer.sample(cfg.batch_size, rng, source="demos"), device))
+    config = {"network": asdict(net_cfg), "bc": {"steps": cfg.bc_warmup_steps, **metrics}}
+    WeightStore(run_dir / "weights").publish(nets.state_dict(), config, step=cfg.bc_warmup_steps)
     return nets
 
 
@@ -531,7 +545,8 @@ def run_method(
         "pre_trained_level": curve[0][1],
         "pretrain_s": pretrain_s,
         "pretrain_shared_from": shared_from,
-        "pretrain_updates": 0 if method == "sac_scratch" else cfg.pretrain_steps,
+        "pretrain_updates": 0 if method in ("sac_scratch", "bc_only") else cfg.pretrain_steps,
+        "bc_updates": 0 if method == "sac_scratch" else cfg.bc_warmup_steps,
         "train_s": pretrain_s + online["online_s"],
         "wall_s": time.perf_counter() - t0,
         "buffer": {"offline_transitions": offline, "online_transitions": online_transitions},
@@ -629,3 +644,65 @@ def run_learning_bench(cfg: LearningBenchConfig, out_dir: str, progress: bool = 
 def config_fields() -> tuple[str, ...]:
     """Names of the :class:`LearningBenchConfig` fields (for command-line overrides)."""
     return tuple(f.name for f in fields(LearningBenchConfig))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> typed :class:`LearningBenchConfig` overrides (``methods``: a comma
+    list); an unknown key or a value of the wrong type is a one-line ``ValueError``."""
+    types = {f.name: f.type for f in fields(LearningBenchConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            raise ValueError(f"bad override {pair!r}: use KEY=VALUE with KEY one of {', '.join(types)}")
+        kind = str(types[key])
+        try:
+            if key == "methods":
+                out[key] = tuple(m.strip() for m in raw.split(",") if m.strip())
+            elif kind == "bool":
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                out[key] = raw.lower() in ("true", "1")
+            elif kind == "int":
+                out[key] = int(raw)
+            elif kind == "float":
+                out[key] = float(raw)
+            else:
+                out[key] = raw
+        except ValueError:
+            raise ValueError(f"bad override {pair!r}: {key} takes a {kind}") from None
+    return out
+
+
+def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
+    """Combine the ``learning.json`` of runs that split the methods between processes (same settings
+    otherwise) into ``out_dir/learning.json`` + ``learning.png``; returns the merged result."""
+    results = []
+    for path in paths:
+        file = path if path.endswith(".json") else os.path.join(path, "learning.json")
+        with open(file, encoding="utf-8") as f:
+            results.append(json.load(f))
+    if not results:
+        raise ValueError("nothing to merge: give the output folders of the runs")
+    base = {k: v for k, v in results[0]["config"].items() if k != "methods"}
+    for path, res in zip(paths, results, strict=True):
+        other = {k: v for k, v in res["config"].items() if k != "methods"}
+        if other != base:
+            diff = sorted(k for k in base if base[k] != other.get(k))
+            raise ValueError(f"{path} was run with other settings ({', '.join(diff)}); cannot merge")
+    methods: dict[str, dict[str, Any]] = {}
+    for res in results:
+        methods.update(res["methods"])
+    merged = {
+        **results[0],
+        "config": {**results[0]["config"], "methods": list(methods)},
+        "methods": methods,
+        "targets": learning_targets(methods),
+        "wall_s": max(r["wall_s"] for r in results),
+        "merged_from": [os.path.abspath(p) for p in paths],
+    }
+    ensure_writable_dir(out_dir)
+    write_json_atomic(os.path.join(out_dir, "learning.json"), merged)
+    plot_learning(merged, os.path.join(out_dir, "learning.png"))
+    return merged

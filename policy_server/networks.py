@@ -115,10 +115,14 @@ class TanhGaussianActor(nn.Module):
         self.cfg = cfg
         self.net = mlp(cfg.feature_dim + cfg.proprio_dim + cfg.task_dim, cfg.hidden_dim, 2 * cfg.action_dim)
 
+    def distribution(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, clamped log std) of the Gaussian before the tanh."""
+        mean, log_std = self.net(state).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+
     def forward(self, state: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(action, log-probability) for a state vector; the mean action when ``deterministic``."""
-        mean, log_std = self.net(state).chunk(2, dim=-1)
-        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        mean, log_std = self.distribution(state)
         if deterministic:
             return torch.tanh(mean), torch.zeros(state.shape[0], device=state.device)
         noise = torch.randn_like(mean)
@@ -133,8 +137,7 @@ class TanhGaussianActor(nn.Module):
     def sample(self, state: torch.Tensor) -> torch.Tensor:
         """An action drawn from pi(. | s) like ``forward`` (same random draw), without computing its
         log-probability (the TD target needs only the action)."""
-        mean, log_std = self.net(state).chunk(2, dim=-1)
-        log_std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+        mean, log_std = self.distribution(state)
         return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
 
 

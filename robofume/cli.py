@@ -96,9 +96,18 @@ LEARNING_BENCH_OUT = "outputs/bench_learning"
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "learning":
-        from policy_server.learning_bench import LearningBenchConfig, run_learning_bench
+        from policy_server.learning_bench import (
+            LearningBenchConfig,
+            merge_results,
+            parse_overrides,
+            run_learning_bench,
+        )
 
-        result = run_learning_bench(LearningBenchConfig.preset(args.preset), args.out)
+        if args.merge:
+            result = merge_results(args.merge, args.out)
+        else:
+            cfg = LearningBenchConfig.preset(args.preset, **parse_overrides(args.set))
+            result = run_learning_bench(cfg, args.out)
     elif args.name == "classifier":
         from reward_vlm.classifier_bench import ClassifierBenchConfig, run_classifier_bench
 
@@ -180,7 +189,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         buffer.flush()
     write_resolved_config(args.run, cfg)
     learner = Learner(cfg, args.run, buffer, device=args.device)
-    metrics = learner.pretrain(args.steps)
+    metrics = learner.pretrain(args.steps, bc_steps=args.bc_steps)
     learner.close()
     buffer.close()
     print(json.dumps({"run": args.run, "counters": learner.counters, "last_metrics": metrics}))
@@ -227,6 +236,8 @@ def _cmd_session(args: argparse.Namespace) -> int:
         cfg.online.recipe = args.recipe
     if args.pretrain_steps is not None:
         cfg.pretrain.steps = args.pretrain_steps
+    if args.bc_steps is not None:
+        cfg.pretrain.bc_steps = args.bc_steps
     if args.record_mcap:
         cfg.online.record_mcap = True
     if args.backbone_path:
@@ -333,11 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     pre = verbs.add_parser(
         "pretrain",
         help="offline Cal-QL pre-training on a dataset; publishes weights and checkpoints",
-        epilog="example: robofume pretrain --data data/mock --run runs/mock --steps 20000",
+        epilog="example: robofume pretrain --data data/mock --run runs/mock --bc-steps 2000 --steps 20000",
     )
     pre.add_argument("--data", required=True, help="dataset folder from `robofume data generate`")
     pre.add_argument("--run", required=True, help="run folder (buffer, weights, checkpoints, tb logs)")
-    pre.add_argument("--steps", type=int, default=None, help="pre-training updates (default: config, 20000)")
+    pre.add_argument("--steps", type=int, default=None, help="Cal-QL updates (default: config, 20000)")
+    pre.add_argument(
+        "--bc-steps", type=int, default=None, help="BC warm-up updates before Cal-QL (default: config, 2000)"
+    )
     _add_learner_args(pre)
     pre.set_defaults(func=_cmd_pretrain)
 
@@ -367,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: wsrl)"
     )
     ses.add_argument(
-        "--pretrain-steps", type=int, default=None, help="offline pre-training steps (default: 1000)"
+        "--pretrain-steps", type=int, default=None, help="offline Cal-QL pre-training steps (default: 5000)"
+    )
+    ses.add_argument(
+        "--bc-steps", type=int, default=None, help="BC warm-up steps before Cal-QL (default: 2000)"
     )
     ses.add_argument("--backbone-path", default=None, help="local classifier backbone folder")
     ses.add_argument("--namespace", default=None, help="robot namespace (default: none)")
@@ -423,6 +440,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--seconds", type=float, default=10.0, help="transport, reward-node: seconds measured (default: 10)"
+    )
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="learning: override a setting of the preset (repeatable), e.g. --set seed=1 "
+        "--set methods=calql_finetune,pretrained_only",
+    )
+    bench.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="learning: merge the results of runs that split the methods (same settings) into --out",
     )
     bench.set_defaults(func=_cmd_bench)
     return parser

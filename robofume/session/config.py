@@ -54,10 +54,13 @@ class ClassifierStage:
 class PretrainStage:
     """Offline Cal-QL pre-training (``robofume pretrain``)."""
 
-    steps: int = 1000
-    """Cal-QL updates (the CNN trains end to end here: the slow stage on a CPU)."""
+    bc_steps: int = 2000
+    """BC warm-up updates of encoder + actor on the demos (the CNN trains end to end here: the slow
+    stage on a CPU, about 0.1 s per update at batch 64)."""
+    steps: int = 5000
+    """Cal-QL updates after the warm-up, on the BC encoder's cached features (fast)."""
     image_size: int = 64
-    batch_size: int = 128
+    batch_size: int = 64
 
 
 @dataclass
@@ -113,8 +116,10 @@ class SessionConfig:
             raise SessionConfigError(f"duration must be > 0 s, got {self.online.duration_s}")
         if self.online.recipe not in ("calql", "wsrl", "rlpd"):
             raise SessionConfigError(f"recipe must be calql, wsrl or rlpd, got {self.online.recipe!r}")
-        if self.pretrain.steps < 0:
-            raise SessionConfigError(f"pretrain steps must be >= 0, got {self.pretrain.steps}")
+        if self.pretrain.steps < 0 or self.pretrain.bc_steps < 0:
+            raise SessionConfigError(
+                f"pretrain steps and bc_steps must be >= 0, got {self.pretrain.steps}, {self.pretrain.bc_steps}"
+            )
         if not self.online.control_hz > 0:
             raise SessionConfigError(f"control_hz must be > 0, got {self.online.control_hz}")
         return self

@@ -216,6 +216,7 @@ def ensure_pretrained(cfg: SessionConfig, data_dir: str, log: Log = print) -> di
         recipe=cfg.online.recipe,
         batch_size=p.batch_size,
         pretrain_steps=p.steps,
+        bc_warmup_steps=p.bc_steps,
         wsrl_warmup_transitions=cfg.online.wsrl_warmup_transitions,
         seed=cfg.seed,
         network=NetworkConfig(image_size=p.image_size),
@@ -232,8 +233,8 @@ def ensure_pretrained(cfg: SessionConfig, data_dir: str, log: Log = print) -> di
         buffer.flush()
         write_resolved_config(cfg.run_dir, learner_cfg)
         learner = Learner(learner_cfg, cfg.run_dir, buffer, device=cfg.device)
-        log(f"pretrain: {p.steps} Cal-QL steps into {cfg.run_dir}")
-        metrics = learner.pretrain(p.steps)
+        log(f"pretrain: {p.bc_steps} BC warm-up + {p.steps} Cal-QL steps into {cfg.run_dir}")
+        metrics = learner.pretrain(p.steps, bc_steps=p.bc_steps)
         learner.close()
     finally:
         buffer.close()

@@ -20,7 +20,7 @@ SIZE = 32
 def _cfg(**kw) -> LearnerConfig:
     base = {
         "batch_size": 8, "utd_ratio": 2.0, "publish_every": 5, "checkpoint_every_s": 1e9, "log_every": 1000,
-        "wsrl_warmup_transitions": 6,
+        "wsrl_warmup_transitions": 6, "bc_warmup_steps": 0,
         "network": NetworkConfig(image_size=SIZE, hidden_dim=32, feature_dim=16, encoder_channels=8),
         "agent": AgentConfig(cql_num_actions=2),
     }  # fmt: skip
@@ -56,6 +56,38 @@ def test_pretrain_publishes_weights_and_checkpoint_with_config(tmp_path, buffer)
     assert meta.config["network"]["image_size"] == SIZE and meta.step == 6
     ckpt = json.loads(next((tmp_path / "run" / "checkpoints").glob("*.json")).read_text())
     assert ckpt["config"]["learner"]["recipe"] == "calql"
+
+
+def test_bc_warmup_trains_the_encoder_then_calql_trains_the_heads_on_cached_features(tmp_path, buffer) -> None:
+    learner = Learner(_cfg(bc_warmup_steps=3), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    encoder0 = [p.detach().clone() for p in learner.nets.encoder.parameters()]
+    learner.pretrain(steps=0, progress=False)
+    assert learner.counters["bc_updates"] == 3 and learner.counters["pretrain_updates"] == 0
+    encoder1 = [p.detach().clone() for p in learner.nets.encoder.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(encoder0, encoder1, strict=True))  # BC trains it
+    critic1 = [p.detach().clone() for p in learner.nets.critic.parameters()]
+    actor1 = [p.detach().clone() for p in learner.nets.actor.parameters()]
+    assert learner.uses_cached_features("pretrain")
+    learner.pretrain(steps=4, progress=False)
+    assert learner.counters["bc_updates"] == 3 and learner.counters["pretrain_updates"] == 4
+    for a, b in zip(encoder1 + actor1, [*learner.nets.encoder.parameters(), *learner.nets.actor.parameters()],
+                    strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b)  # the encoder is frozen, the actor is the BC policy
+    assert any(not torch.equal(a, b) for a, b in zip(critic1, learner.nets.critic.parameters(), strict=True))
+    assert learner.features.misses > 0  # Cal-QL read the features, not the frames
+    resumed = Learner(_cfg(bc_warmup_steps=3), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    assert resumed.counters == learner.counters
+    assert any(k.startswith("opt.bc.") for k in resumed.agent.optimizer_state())  # BC optimiser resumed
+    resumed.pretrain(steps=4, progress=False)  # both phases done: nothing more
+    assert resumed.counters["bc_updates"] == 3 and resumed.counters["pretrain_updates"] == 4
+
+
+def test_end_to_end_pretraining_without_warmup_trains_the_encoder(tmp_path, buffer) -> None:
+    learner = Learner(_cfg(), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    assert not learner.uses_cached_features("pretrain")
+    encoder0 = [p.detach().clone() for p in learner.nets.encoder.parameters()]
+    learner.pretrain(steps=2, progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder0, learner.nets.encoder.parameters(), strict=True))
 
 
 def test_restart_resumes_weights_optimizer_and_counters(tmp_path, buffer) -> None:
@@ -127,7 +159,7 @@ def test_online_actor_trains_once_per_transition_critic_every_update(tmp_path, b
         assert ("losses/actor" in metrics) == actor_moved[-1] and "losses/td" in metrics
     assert critic_moved == [True] * 4
     assert actor_moved == ([False, True, False, True] if once else [True] * 4)
-    learner.update("pretrain")  # pre-training (Cal-QL) always trains the actor
+    learner.update("pretrain")  # Cal-QL pre-training without a BC warm-up trains the actor
     assert learner.counters["pretrain_updates"] == 1
 
 

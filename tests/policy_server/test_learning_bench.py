@@ -128,3 +128,37 @@ def test_evaluation_is_deterministic_so_results_of_equal_weights_can_be_reused()
         env.close()
     for a, b in zip(*ends, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_command_line_overrides_are_typed_and_checked() -> None:
+    got = lb.parse_overrides(["seed=2", "cql_alpha=0.5", "methods=calql_finetune,bc_only", "recipe=wsrl",
+                              "freeze_encoder_online=false"])  # fmt: skip
+    assert got == {"seed": 2, "cql_alpha": 0.5, "methods": ("calql_finetune", "bc_only"), "recipe": "wsrl",
+                   "freeze_encoder_online": False}  # fmt: skip
+    got.pop("recipe")  # wsrl's default warm-up is longer than the quick preset
+    assert LearningBenchConfig.quick(**got).methods == ("calql_finetune", "bc_only")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        lb.parse_overrides(["nonsense=1"])
+    with pytest.raises(ValueError, match="takes a int"):
+        lb.parse_overrides(["seed=two"])
+
+
+def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
+    def fake_run(folder: str, methods: dict[str, float], **config: Any) -> str:
+        cfg = {**LearningBenchConfig.quick().to_dict(), "methods": list(methods), **config}
+        result = {"bench": "learning", "config": cfg, "wall_s": 10.0, "methods": {
+            name: {"curve": [[0, level], [30, level]], "final": level, "pre_trained_level": level,
+                   "train_s": 5.0} for name, level in methods.items()}}  # fmt: skip
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "learning.json").write_text(json.dumps(result))
+        return str(tmp_path / folder)
+
+    a = fake_run("a", {"calql_finetune": 0.5, "pretrained_only": 0.2})
+    b = fake_run("b", {"bc_only": 0.1})
+    merged = lb.merge_results([a, b], str(tmp_path / "all"))
+    assert list(merged["methods"]) == ["calql_finetune", "pretrained_only", "bc_only"]
+    assert json.loads((tmp_path / "all" / "learning.json").read_text())["config"]["methods"] == list(merged["methods"])
+    assert (tmp_path / "all" / "learning.png").exists()
+    c = fake_run("c", {"sac_scratch": 0.0}, seed=5)
+    with pytest.raises(ValueError, match="seed"):
+        lb.merge_results([a, c], str(tmp_path / "bad"))

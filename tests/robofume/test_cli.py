@@ -97,10 +97,13 @@ def test_pretrain_then_resume_from_a_dataset(tmp_path, capsys) -> None:
         "4",
         "--image-size",
         "32",
+        "--bc-steps",
+        "3",
     ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["counters"]["pretrain_updates"] == 2 and out["counters"]["weight_version"] >= 1
+    assert out["counters"]["bc_updates"] == 3
     assert (run / "config.json").exists() and list((run / "weights").glob("*.safetensors"))
     assert main([*args[:6], "3", *args[7:]]) == 0  # resumes: one more update, episodes not added twice
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -39,7 +39,7 @@ def test_short_session_alternates_learns_and_survives_a_policy_server_crash(tmp_
                 "workers": 1,
             },
             "classifier": {"epochs": 2, "image_size": 64, "auto_label_positives": 2},
-            "pretrain": {"steps": 4, "batch_size": 32, "image_size": 64},
+            "pretrain": {"bc_steps": 4, "steps": 4, "batch_size": 32, "image_size": 64},
             "online": {
                 "duration_s": 150.0,
                 "max_episode_steps": 15,
