@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F  # noqa: N812
 
 from policy_server.augment import random_shift
 from policy_server.networks import AgentNetworks
@@ -166,7 +165,10 @@ class Agent:
             next_state = nets.state_from_features(b["next_features"], b["next_proprio"], b["tasks"])
             target_state = next_state
         else:
-            frames, next_frames = random_shift(b["frames"], cfg.aug_pad), random_shift(b["next_frames"], cfg.aug_pad)
+            frames, next_frames = (
+                random_shift(b["frames"], cfg.aug_pad),
+                random_shift(b["next_frames"], cfg.aug_pad),
+            )
             state = nets.state(frames, b["proprio"], b["tasks"])
             with torch.no_grad():
                 next_state = nets.state(next_frames, b["next_proprio"], b["tasks"])

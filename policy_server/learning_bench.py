@@ -155,8 +155,8 @@ class LearningBenchConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed", "pretrain_steps", "bc_warmup_steps", "demos_per_task", "failures_per_task", "prior", "data_seed",
-                     "torch_threads"):  # fmt: skip
+        for name in ("seed", "pretrain_steps", "bc_warmup_steps", "demos_per_task", "failures_per_task",
+                     "prior", "data_seed", "torch_threads"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.seed >= self.eval_seed_base:
@@ -183,7 +183,8 @@ class LearningBenchConfig:
     def quick(cls, **overrides: Any) -> LearningBenchConfig:
         """Smoke-test size: every code path, tiny counts, a small network (about a minute on 2 CPU cores)."""
         base: dict[str, Any] = {
-            "online_steps": 30, "pretrain_steps": 20, "bc_warmup_steps": 20, "eval_every": 15, "eval_episodes": 2,
+            "online_steps": 30, "pretrain_steps": 20, "bc_warmup_steps": 20, "eval_every": 15,
+            "eval_episodes": 2,
             "image_size": 32, "max_episode_steps": 12, "batch_size": 16, "demos_per_task": 1,
             "failures_per_task": 0, "prior": 2, "data_workers": 1, "hidden_dim": 32, "feature_dim": 16,
             "encoder_channels": 8, "cql_num_actions": 2, "device": "cpu", "torch_threads": 1,

@@ -117,9 +117,8 @@ class SessionConfig:
         if self.online.recipe not in ("calql", "wsrl", "rlpd"):
             raise SessionConfigError(f"recipe must be calql, wsrl or rlpd, got {self.online.recipe!r}")
         if self.pretrain.steps < 0 or self.pretrain.bc_steps < 0:
-            raise SessionConfigError(
-                f"pretrain steps and bc_steps must be >= 0, got {self.pretrain.steps}, {self.pretrain.bc_steps}"
-            )
+            p = self.pretrain
+            raise SessionConfigError(f"pretrain steps and bc_steps must be >= 0, got {p.steps}, {p.bc_steps}")
         if not self.online.control_hz > 0:
             raise SessionConfigError(f"control_hz must be > 0, got {self.online.control_hz}")
         return self

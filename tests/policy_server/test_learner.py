@@ -58,7 +58,9 @@ def test_pretrain_publishes_weights_and_checkpoint_with_config(tmp_path, buffer)
     assert ckpt["config"]["learner"]["recipe"] == "calql"
 
 
-def test_bc_warmup_trains_the_encoder_then_calql_trains_the_heads_on_cached_features(tmp_path, buffer) -> None:
+def test_bc_warmup_trains_the_encoder_then_calql_trains_the_heads_on_cached_features(
+    tmp_path, buffer
+) -> None:
     learner = Learner(_cfg(bc_warmup_steps=3), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
     encoder0 = [p.detach().clone() for p in learner.nets.encoder.parameters()]
     learner.pretrain(steps=0, progress=False)
@@ -87,7 +89,9 @@ def test_end_to_end_pretraining_without_warmup_trains_the_encoder(tmp_path, buff
     assert not learner.uses_cached_features("pretrain")
     encoder0 = [p.detach().clone() for p in learner.nets.encoder.parameters()]
     learner.pretrain(steps=2, progress=False)
-    assert any(not torch.equal(a, b) for a, b in zip(encoder0, learner.nets.encoder.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(encoder0, learner.nets.encoder.parameters(), strict=True)
+    )
 
 
 def test_restart_resumes_weights_optimizer_and_counters(tmp_path, buffer) -> None:

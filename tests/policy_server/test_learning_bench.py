@@ -157,7 +157,9 @@ def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
     b = fake_run("b", {"bc_only": 0.1})
     merged = lb.merge_results([a, b], str(tmp_path / "all"))
     assert list(merged["methods"]) == ["calql_finetune", "pretrained_only", "bc_only"]
-    assert json.loads((tmp_path / "all" / "learning.json").read_text())["config"]["methods"] == list(merged["methods"])
+    assert json.loads((tmp_path / "all" / "learning.json").read_text())["config"]["methods"] == list(
+        merged["methods"]
+    )
     assert (tmp_path / "all" / "learning.png").exists()
     c = fake_run("c", {"sac_scratch": 0.0}, seed=5)
     with pytest.raises(ValueError, match="seed"):
