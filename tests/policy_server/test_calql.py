@@ -164,3 +164,34 @@ def test_encoder_bc_teaches_the_encoder_what_the_demos_show() -> None:
     assert "losses/encoder_bc" in metrics_with and "losses/encoder_bc" not in metrics_without
     assert moved_without and moved_with  # the critic trains the encoder in both cases
     assert with_bc < 0.5 * without  # measured 0.29 against 0.79
+
+
+def test_bc_update_imitates_demos_and_fits_the_spread_without_touching_the_trunk_through_it() -> None:
+    torch.manual_seed(0)
+    nets = AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32, feature_dim=8, encoder_channels=4))
+    # The spread's gradient reaches only the output layer (its log-std rows), not the trunk.
+    state = torch.randn(8, nets.cfg.feature_dim + nets.cfg.proprio_dim + nets.cfg.task_dim)
+    _mean, log_std = nets.actor.mean_and_spread(state)
+    log_std.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in nets.actor.net[:-1].parameters())
+    assert nets.actor.net[-1].weight.grad[: nets.cfg.action_dim].abs().sum() == 0  # mean rows untouched
+    nets.zero_grad(set_to_none=True)
+
+    agent = Agent(nets, AgentConfig(actor_lr=3e-3))
+    data = _imitation_batch(256)
+    left = data["actions"][:, 0] > 0  # the demo action is where a bright square is, not how bright
+    frames = torch.full((256, 32, 32, 3), 20, dtype=torch.uint8)
+    frames[left, 8:20, 2:14] = 230
+    frames[~left, 8:20, 18:30] = 230
+    data["frames"] = data["next_frames"] = frames
+    data["actions"][:, 1:] = 0.3 + 0.05 * torch.randn(256, 4, generator=torch.Generator().manual_seed(4))
+    log_std_start = None
+    for _ in range(300):
+        idx = torch.randint(0, 256, (32,))
+        metrics = agent.bc_update({k: v[idx] for k, v in data.items()})
+        log_std_start = metrics["charts/bc_log_std"] if log_std_start is None else log_std_start
+    actions = nets.act(data["frames"][:64], data["proprio"][:64], data["tasks"][:64])
+    assert (actions[:, 0] - data["actions"][:64, 0]).abs().mean() < 0.15  # seen through the encoder
+    assert metrics["charts/bc_log_std"] < log_std_start - 0.5  # the spread shrinks toward the demos'
+    with pytest.raises(ValueError, match="frames"):
+        agent.bc_update({k: v for k, v in data.items() if k != "frames"})
