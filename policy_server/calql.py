@@ -58,6 +58,9 @@ class AgentConfig:
     """Updates from frames: weight of an auxiliary BC loss (MSE of the actor's mean action to the
     data action, successful episodes only) whose gradient trains the encoder beside the critic's.
     With few updates the critic alone barely shapes the encoder; this makes it see the object."""
+    bc_std: float = 0.1
+    """BC warm-up: the actor's (pre-tanh) standard deviation is trained toward this value; 0.1 is
+    the action noise of the scripted demos. Online, SAC's entropy tuning takes over."""
     aug_pad: int = 4
     """Updates from frames: DrQ random shift of up to this many pixels (0: off); see
     ``policy_server.augment``."""
@@ -70,6 +73,8 @@ class AgentConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.cql_alpha < 0 or self.bc_weight < 0 or self.encoder_bc_weight < 0:
             raise ValueError("cql_alpha, bc_weight and encoder_bc_weight must be >= 0")
+        if not 0.0 < self.bc_std <= 1.0:
+            raise ValueError(f"bc_std must be in (0, 1], got {self.bc_std}")
         if self.aug_pad < 0:
             raise ValueError(f"aug_pad must be >= 0, got {self.aug_pad}")
         if self.cql_num_actions < 1:
@@ -261,12 +266,11 @@ class Agent:
         mean, log_std = nets.actor.mean_and_spread(nets.state(frames, b["proprio"], b["tasks"]))
         actions, mc = b["actions"].float(), b["mc_returns"]
         loss = success_weighted_mse(torch.tanh(mean), actions, mc)
-        # The spread: Gaussian NLL of the data's pre-tanh action around the (detached) mean, so that
-        # sampled actions explore about as widely as the demos vary (not at the initial std of 1).
-        pre = torch.atanh(actions.clamp(-0.999, 0.999))
-        z = (pre - mean.detach()) * torch.exp(-log_std)
-        std_nll = success_weighted_mean((log_std + 0.5 * z.square()).mean(dim=-1), mc)
-        loss = loss + std_nll
+        # The spread: pulled to bc_std, so that sampled actions explore around the BC action on the
+        # demonstrator's scale (not at the initial std of about 1, which made every sampled forward
+        # attempt fail on the mock arm).
+        spread = (log_std - math.log(cfg.bc_std)).square().mean(dim=-1)
+        loss = loss + success_weighted_mean(spread, mc)
         for p in self.bc_params:
             p.grad = None
         loss.backward()  # no gradient clipping: plain BC trains best unclipped here (measured)

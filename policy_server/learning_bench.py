@@ -128,6 +128,9 @@ class LearningBenchConfig:
     encoder_bc_weight: float = 0.0
     """Auxiliary BC loss that trains the encoder during Cal-QL updates from frames (see
     ``AgentConfig.encoder_bc_weight``)."""
+    home_arm: bool = True
+    """Reset-free stream: drive the arm home (gripper open) between episodes, as a real controller
+    does; only the arm moves, the scene is never reset."""
     aug_pad: int = 4
     """DrQ random shift (pixels) of every update from frames, BC baseline included."""
     actor_lr: float = 3e-4
@@ -464,7 +467,8 @@ def _online(
                 stats[env.task]["successes"] += int(success)
                 if step < cfg.online_steps:
                     t = time.perf_counter()
-                    obs, _info = env.reset(options={"task": other_task(env.task), "keep_scene": True})
+                    options = {"task": other_task(env.task), "keep_scene": True, "home_arm": cfg.home_arm}
+                    obs, _info = env.reset(options=options)
                     times["env"] += time.perf_counter() - t
                     buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))
             if step in eval_at:

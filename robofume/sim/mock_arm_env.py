@@ -145,17 +145,22 @@ class MockArmEnv(gym.Env):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         """Start an episode. Options: ``task`` (name), ``keep_scene`` (reset-free: keep the physical state),
+        ``home_arm`` (with ``keep_scene``: first drive the arm home, see :meth:`move_home`),
         ``object_in`` ("start" or "target": where a fresh scene puts the object; default per task)."""
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"task", "keep_scene", "object_in"}
+        unknown = set(options) - {"task", "keep_scene", "home_arm", "object_in"}
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use task, keep_scene, object_in")
+            raise ValueError(
+                f"unknown reset option(s) {sorted(unknown)}; use task, keep_scene, home_arm, object_in"
+            )
         self.task = task_name(options.get("task", self.task))
         keep_scene = bool(options.get("keep_scene", False)) and self._scene_ready
         if not keep_scene:
             default_in = "start" if self.task == "forward" else "target"
             self._randomize_scene(options.get("object_in", default_in))
+        elif options.get("home_arm", False):
+            self.move_home()
         self._steps = 0
         return self._observation(), self._info()
 
@@ -212,6 +217,27 @@ class MockArmEnv(gym.Env):
             self.data.ctrl[:ARM_DOF] = self.controller.joint_targets(self.data, target, target_yaw)
             mujoco.mj_step(self.model, self.data, nstep=self.n_substeps // chunks)
         self._target_pos, self._target_yaw = goal, goal_yaw
+
+    def move_home(self, max_periods: int = 30, tolerance: float = 0.01) -> int:
+        """Drive the arm back to its home pose the way a reset-free controller does between
+        episodes: through :meth:`apply_target`, one control period at a time, gripper open (it lets
+        go of the object first), lifting to the home height before travelling. Only the arm moves;
+        the object stays wherever physics leaves it. Returns the control periods used."""
+        if not self._scene_ready:
+            raise RuntimeError("call reset() before move_home()")
+        periods = 0
+        while periods < max_periods:
+            ee = self.ee_pos()
+            if (
+                np.linalg.norm(ee - self._home_pos) <= tolerance
+                and abs(self.ee_yaw() - self._home_yaw) < 0.05
+            ):
+                break
+            lifted = ee[2] >= self._home_pos[2] - tolerance
+            target = self._home_pos if lifted else np.array([ee[0], ee[1], self._home_pos[2]])
+            self.apply_target(target, self._home_yaw, 0.0)
+            periods += 1
+        return periods
 
     def commanded_target(self) -> tuple[np.ndarray, float, float]:
         """The last commanded (position, yaw, gripper closure); applying it again holds the arm."""
@@ -361,6 +387,8 @@ class MockArmEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self._target_pos = self.ee_pos()
         self._target_yaw = self.ee_yaw()
+        self._home_pos = np.clip(self._target_pos, self._ws_low, self._ws_high)
+        self._home_yaw = self._target_yaw
         self._gripper_cmd = -1.0
         mujoco.mj_step(self.model, self.data, nstep=100)  # let the object settle
         self._scene_ready = True

@@ -92,6 +92,22 @@ def test_keep_scene_switches_task_without_moving_anything(state_env: MockArmEnv)
     assert info["task"] == "backward" and obs["task"] == 1
 
 
+def test_home_arm_drives_the_arm_home_and_leaves_the_scene_alone(state_env: MockArmEnv) -> None:
+    state_env.reset(seed=6, options={"task": "forward"})
+    home = state_env.ee_pos()
+    for _ in range(12):  # down and sideways, gripper closing
+        state_env.step(np.array([0.6, -0.4, -1.0, 0.8, 1.0], dtype=np.float32))
+    away, obj, target = state_env.ee_pos(), state_env.object_pos(), state_env.target_pos()
+    assert np.linalg.norm(away - home) > 0.15
+    _obs, info = state_env.reset(options={"task": "backward", "keep_scene": True, "home_arm": True})
+    assert np.linalg.norm(state_env.ee_pos() - home) < 0.015 and abs(state_env.ee_yaw()) < 0.1
+    assert state_env.gripper_closed() < 0.2  # opened
+    np.testing.assert_allclose(state_env.target_pos(), target)  # the scene is not re-randomised
+    np.testing.assert_allclose(state_env.object_pos()[:2], obj[:2], atol=0.02)  # the object was not carried
+    assert info["task"] == "backward" and info["steps"] == 0
+    assert state_env.move_home() == 0  # already home
+
+
 def test_truncates_at_time_limit_without_terminating(state_env: MockArmEnv) -> None:
     state_env.reset(seed=6)
     for i in range(state_env.config.max_episode_steps):
