@@ -18,8 +18,9 @@ processes (1: in-process). :func:`run_learning_bench`:
      both start from identical weights), no online updates; it still acts for the same env steps
      and fills its buffer;
    * ``bc_only``: behaviour cloning on the target demos only, the same BC as the main method's
-     warm-up (``Agent.bc_update``, ``bc_warmup_steps`` steps, ``batch_size``, its own random draws);
-     the critics are unused; no online updates;
+     warm-up (``Agent.bc_update``, ``bc_warmup_steps`` steps, ``batch_size``; with the same seed the
+     same draws, so the same weights the main method's Cal-QL stage starts from); the critics are
+     unused; no online updates;
    * ``sac_scratch``: no offline data, no pre-training; SAC (``cql_alpha=0``, encoder trained) from
      an empty buffer with the same update-to-data ratio.
 
