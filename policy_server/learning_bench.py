@@ -41,8 +41,9 @@ Output: ``out_dir/learning.json`` (see :func:`run_learning_bench`) and ``out_dir
 The full-size defaults need hours on a 2-core CPU (BC updates train the conv encoder, about 45 ms
 each at batch 64 and several times that at 256; about 45 ms per env step with the camera);
 :meth:`LearningBenchConfig.quick` is a smoke test (about 30 s) and :meth:`LearningBenchConfig.medium`
-a run of about half an hour. ``robofume bench learning --set KEY=VALUE`` overrides any setting, and
-``--merge`` combines runs that split the methods between processes (one per core).
+the recorded CPU run (about 20 min per pair of methods on one core each).
+``robofume bench learning --set KEY=VALUE`` overrides any setting, and ``--merge`` combines runs
+that split the methods between processes (one per core).
 """
 
 from __future__ import annotations
@@ -197,11 +198,13 @@ class LearningBenchConfig:
 
     @classmethod
     def medium(cls, **overrides: Any) -> LearningBenchConfig:
-        """Recorded CPU run (docs/benchmarks.md): all methods, about half an hour on 2 CPU cores."""
+        """Recorded CPU run (docs/benchmarks.md, "Latest run"): 2k BC + 2k Cal-QL pre-training updates,
+        4k online steps, 20 held-out scenes; about 20 min per method pair on one core each (split
+        the methods with ``--set methods=...`` and ``--merge`` the two results)."""
         base: dict[str, Any] = {
-            "online_steps": 1_500, "pretrain_steps": 1_500, "eval_every": 500, "eval_episodes": 10,
-            "batch_size": 64, "hidden_dim": 128, "demos_per_task": 10, "failures_per_task": 5,
-            "prior": 40, "torch_threads": 1,
+            "online_steps": 4_000, "pretrain_steps": 2_000, "bc_warmup_steps": 2_000, "eval_every": 2_000,
+            "eval_episodes": 20, "batch_size": 64, "hidden_dim": 256, "demos_per_task": 20,
+            "failures_per_task": 5, "prior": 40, "torch_threads": 1,
         }  # fmt: skip
         return cls(**{**base, **overrides})
 
