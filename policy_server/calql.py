@@ -29,6 +29,7 @@ import torch
 
 from policy_server.augment import random_shift
 from policy_server.networks import AgentNetworks
+from policy_server.replay_buffer import Source
 
 BATCH_KEYS = ("frames", "proprio", "actions", "rewards", "next_frames", "next_proprio", "terminals", "tasks")
 
@@ -103,6 +104,17 @@ def success_weighted_mean(per_sample: torch.Tensor, mc_returns: torch.Tensor) ->
     return > 0) only; 0 when the batch has none."""
     mask = (mc_returns.reshape(-1) > 0).to(per_sample.dtype)
     return (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def imitation_returns(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The Monte-Carlo returns that decide what BC imitates: zeroed for prior data (other tasks and
+    scenes, which the target policy must not copy), so BC sees successful demos and successful
+    online episodes only. Measured: with prior data in the BC term, online updates took the
+    pre-trained policy from 40 % to 0 % forward success even at BC weight 1,000."""
+    mc = batch["mc_returns"]
+    if "sources" not in batch:
+        return mc
+    return torch.where(batch["sources"].reshape(mc.shape) == int(Source.PRIOR), torch.zeros_like(mc), mc)
 
 
 def success_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mc_returns: torch.Tensor) -> torch.Tensor:
@@ -209,7 +221,7 @@ class Agent:
         if cfg.encoder_bc_weight > 0 and "features" not in b:
             # The actor's weights get gradients here too; _update_actor overwrites them before its step.
             mean_action, _ = nets.actor(state, deterministic=True)
-            encoder_bc = success_weighted_mse(mean_action, b["actions"].float(), b["mc_returns"])
+            encoder_bc = success_weighted_mse(mean_action, b["actions"].float(), imitation_returns(b))
             critic_loss = critic_loss + cfg.encoder_bc_weight * encoder_bc
             stats["losses/encoder_bc"] = encoder_bc.detach()
 
@@ -220,7 +232,7 @@ class Agent:
         self.critic_opt.step()
         stats["losses/critic"] = critic_loss.detach()
         if update_actor:
-            self._update_actor(state.detach(), b["actions"], b["mc_returns"], alpha, stats)
+            self._update_actor(state.detach(), b["actions"], imitation_returns(b), alpha, stats)
         with torch.no_grad():  # = nets.soft_update_targets(cfg.tau)
             torch._foreach_lerp_(self._targets, self._onlines, cfg.tau)
         stats["charts/alpha"] = alpha
@@ -264,7 +276,7 @@ class Agent:
         b = {k: v.to(self.device) for k, v in batch.items()}
         frames = random_shift(b["frames"], cfg.aug_pad)
         mean, log_std = nets.actor.mean_and_spread(nets.state(frames, b["proprio"], b["tasks"]))
-        actions, mc = b["actions"].float(), b["mc_returns"]
+        actions, mc = b["actions"].float(), imitation_returns(b)
         loss = success_weighted_mse(torch.tanh(mean), actions, mc)
         # The spread: pulled to bc_std, so that sampled actions explore around the BC action on the
         # demonstrator's scale (not at the initial std of about 1, which made every sampled forward

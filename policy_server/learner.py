@@ -126,6 +126,7 @@ def batch_to_torch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor
         if getattr(batch, k) is not None
     }
     out["mc_returns"] = torch.from_numpy(batch.mc_returns).to(device)
+    out["sources"] = torch.from_numpy(batch.sources.astype(np.int64)).to(device)
     return out
 
 

@@ -195,3 +195,17 @@ def test_bc_update_imitates_demos_and_fits_the_spread_without_touching_the_trunk
     assert metrics["charts/bc_log_std"] < log_std_start - 0.5  # the spread shrinks toward the demos'
     with pytest.raises(ValueError, match="frames"):
         agent.bc_update({k: v for k, v in data.items() if k != "frames"})
+
+
+def test_bc_never_imitates_prior_data() -> None:
+    from policy_server.calql import imitation_returns
+    from policy_server.replay_buffer import Source
+
+    batch = {
+        "mc_returns": torch.tensor([0.9, 0.8, 0.7, 0.0]),
+        "sources": torch.tensor(
+            [int(Source.DEMOS), int(Source.PRIOR), int(Source.ONLINE), int(Source.FAILURES)]
+        ),
+    }
+    torch.testing.assert_close(imitation_returns(batch), torch.tensor([0.9, 0.0, 0.7, 0.0]))
+    assert imitation_returns({"mc_returns": batch["mc_returns"]}) is batch["mc_returns"]  # no sources: all
