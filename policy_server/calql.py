@@ -53,8 +53,8 @@ class AgentConfig:
     """Floor the policy-action Q values of the CQL term by the Monte-Carlo return (Cal-QL)."""
     bc_weight: float = 2.5
     """Weight of the behaviour-cloning term, relative to the actor's RL loss (TD3+BC's alpha = 2.5
-    is 0.4 here). BC imitates transitions of successful episodes only (Monte-Carlo return > 0): the
-    demos, and online the policy's own successes (self-imitation)."""
+    is 0.4 here). BC imitates transitions of successful episodes only (Monte-Carlo return > 0), never
+    prior data (``imitation_returns``): the demos, and online the policy's own successes."""
     encoder_bc_weight: float = 0.0
     """Updates from frames: weight of an auxiliary BC loss (MSE of the actor's mean action to the
     data action, successful episodes only) whose gradient trains the encoder beside the critic's.
@@ -268,8 +268,9 @@ class Agent:
         stats["losses/actor"], stats["charts/entropy"] = actor_loss.detach(), -log_prob.detach().mean()
 
     def bc_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One behaviour-cloning step of encoder + actor: MSE of the actor's mean action to the data
-        action on transitions of successful episodes, frames randomly shifted. Needs frames."""
+        """One behaviour-cloning step of encoder + actor on frames randomly shifted: MSE of the actor's
+        mean action to the data action, plus the spread pulled to ``bc_std``, over the transitions
+        :func:`imitation_returns` keeps. Needs frames."""
         cfg, nets = self.cfg, self.nets
         if "frames" not in batch:
             raise ValueError("a BC update needs frames (the encoder trains end to end)")

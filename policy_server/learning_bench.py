@@ -360,9 +360,8 @@ def evaluate_forward(
 def train_bc(
     cfg: LearningBenchConfig, buffer: ReplayBuffer, run_dir: Path, device: torch.device, progress: bool
 ) -> AgentNetworks:
-    """BC baseline: encoder + actor trained end to end by MSE(mean action, demo action) on the demos
-    for ``bc_warmup_steps`` updates: the very BC warm-up the main method starts from
-    (``Agent.bc_update``, random-shift augmented)."""
+    """BC baseline: encoder + actor trained end to end on the demos for ``bc_warmup_steps`` updates:
+    the very BC warm-up the main method starts from (``Agent.bc_update``)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net_cfg = cfg.network_config()
@@ -648,11 +647,6 @@ def run_learning_bench(cfg: LearningBenchConfig, out_dir: str, progress: bool = 
     write_json_atomic(os.path.join(out_dir, "learning.json"), result)
     plot_learning(result, os.path.join(out_dir, "learning.png"))
     return result
-
-
-def config_fields() -> tuple[str, ...]:
-    """Names of the :class:`LearningBenchConfig` fields (for command-line overrides)."""
-    return tuple(f.name for f in fields(LearningBenchConfig))
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

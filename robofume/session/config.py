@@ -56,7 +56,7 @@ class PretrainStage:
 
     bc_steps: int = 2000
     """BC warm-up updates of encoder + actor on the demos (the CNN trains end to end here: the slow
-    stage on a CPU, about 0.1 s per update at batch 64)."""
+    stage on a CPU, about 45 ms per update at batch 64 on one core; docs/learning.md)."""
     steps: int = 5000
     """Cal-QL updates after the warm-up, on the BC encoder's cached features (fast)."""
     image_size: int = 64
