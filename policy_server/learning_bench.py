@@ -34,8 +34,14 @@ processes (1: in-process). :func:`run_learning_bench`:
    with the ground-truth checker, deterministic actions, on held-out scenes ``reset(seed=s)`` for s in
    ``eval_seeds`` (10_000 + i by default). The training env is seeded with ``seed`` (< 10_000) and
    the data episodes' seeds are checked to avoid the evaluation seeds, so no evaluation scene is
-   ever trained on. Evaluation is deterministic, so weights already evaluated (a frozen policy,
-   the shared pre-trained weights) reuse their result instead of replaying the episodes.
+   ever trained on. ``eval_layout="train"`` (default) puts every held-out scene in the training
+   scene's workstation layout (``layout_seed=seed``: the target and start-region positions; the
+   object's pose comes from the held-out seed): what a reset-free robot is fine-tuned for.
+   ``"new"`` gives each held-out seed its own layout (generalisation to unseen workstations; the
+   demos and prior data come from many layouts, the online stream from one). With
+   ``eval_other_layout`` the other layout is also measured at the first and the last evaluation.
+   Evaluation is deterministic, so weights already evaluated (a frozen policy, the shared
+   pre-trained weights) reuse their result instead of replaying the episodes.
 
 Output: ``out_dir/learning.json`` (see :func:`run_learning_bench`) and ``out_dir/learning.png``.
 The full-size defaults need hours on a 2-core CPU (BC updates train the conv encoder, about 45 ms
@@ -84,6 +90,8 @@ OFFLINE_KINDS: dict[str, tuple[str, ...]] = {
 }
 """Offline data kinds loaded into each method's buffer."""
 PRESETS: tuple[str, ...] = ("quick", "medium", "full")
+EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
+"""Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed")
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
@@ -108,6 +116,12 @@ class LearningBenchConfig:
     eval_episodes: int = 50
     eval_seed_base: int = 10_000
     """Held-out evaluation scenes are seeds eval_seed_base .. eval_seed_base + eval_episodes - 1."""
+    eval_layout: str = "train"
+    """Layout (target and start-region positions) of the held-out scenes: ``train``, the training
+    scene's layout (the robot's own workstation; object pose and arm start from the held-out seed),
+    or ``new``, each held-out seed draws its own layout (generalisation to unseen workstations)."""
+    eval_other_layout: bool = True
+    """Also evaluate in the other layout at the first and the last evaluation (``curve_other``)."""
     image_size: int = 64
     max_episode_steps: int = 100
     utd_ratio: float = 1.0
@@ -152,6 +166,9 @@ class LearningBenchConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must be distinct names from {', '.join(METHODS)}; got {self.methods}")
+        if self.eval_layout not in EVAL_LAYOUTS:
+            choices = ", ".join(EVAL_LAYOUTS)
+            raise ValueError(f"eval_layout must be one of {choices}, got {self.eval_layout!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
         positive = ("online_steps", "eval_every", "eval_episodes", "max_episode_steps", "data_workers",
@@ -314,9 +331,9 @@ def count_scene_resets(env: MockArmEnv) -> list[int]:
     count = [0]
     original = env._randomize_scene
 
-    def counting(object_in: str) -> None:
+    def counting(object_in: str, layout_seed: int | None = None) -> None:
         count[0] += 1
-        original(object_in)
+        original(object_in, layout_seed)
 
     env._randomize_scene = counting  # type: ignore[method-assign]
     return count
@@ -343,12 +360,20 @@ def policy_action(
 
 
 def evaluate_forward(
-    nets: AgentNetworks, env: MockArmEnv, seeds: tuple[int, ...], device: torch.device
+    nets: AgentNetworks,
+    env: MockArmEnv,
+    seeds: tuple[int, ...],
+    device: torch.device,
+    layout_seed: int | None = None,
 ) -> float:
-    """Forward-task success rate (ground truth) of the deterministic policy on fresh scenes ``seeds``."""
+    """Forward-task success rate (ground truth) of the deterministic policy on fresh scenes ``seeds``
+    (``layout_seed``: all in that workstation layout; None: each seed draws its own layout)."""
     successes = 0
+    options: dict[str, Any] = {"task": "forward"}
+    if layout_seed is not None:
+        options["layout_seed"] = layout_seed
     for seed in seeds:
-        obs, info = env.reset(seed=seed, options={"task": "forward"})
+        obs, info = env.reset(seed=seed, options=options)
         terminated = truncated = False
         while not (terminated or truncated):
             obs, _r, terminated, truncated, info = env.step(policy_action(nets, obs, device, True))
@@ -428,25 +453,33 @@ def _online(
     eval_at = set(cfg.eval_steps())
     curve: list[list[float]] = []
 
+    curve_other: list[list[float]] = []
+    other_layout = next(x for x in EVAL_LAYOUTS if x != cfg.eval_layout)
     evals = shared.setdefault("evals", {})
     cached = 0
 
-    def evaluate(step: int) -> None:
+    def success_rate(layout: str) -> float:
         nonlocal cached
-        t = time.perf_counter()
-        key = policy_fingerprint(nets)  # evaluation is deterministic: same weights, same result
+        key = (policy_fingerprint(nets), layout)  # evaluation is deterministic: same weights, same result
         if key in evals:
             cached += 1
         else:
-            evals[key] = evaluate_forward(nets, eval_env, cfg.eval_seeds, device)
-        curve.append([step, evals[key]])
+            layout_seed = cfg.seed if layout == "train" else None
+            evals[key] = evaluate_forward(nets, eval_env, cfg.eval_seeds, device, layout_seed)
+        return evals[key]
+
+    def evaluate(step: int) -> None:
+        t = time.perf_counter()
+        curve.append([step, success_rate(cfg.eval_layout)])
+        if cfg.eval_other_layout and step in (0, cfg.online_steps):
+            curve_other.append([step, success_rate(other_layout)])
         times["eval"] += time.perf_counter() - t
 
     t_start = time.perf_counter()
     try:
         evaluate(0)
         t = time.perf_counter()
-        obs, _info = env.reset(seed=cfg.seed, options={"task": "forward"})
+        obs, _info = env.reset(seed=cfg.seed, options={"task": "forward", "layout_seed": cfg.seed})
         times["env"] += time.perf_counter() - t
         buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))
         bar = tqdm(total=cfg.online_steps, desc=method, unit="step", disable=not progress)
@@ -487,6 +520,9 @@ def _online(
     online_s = time.perf_counter() - t_start - times["eval"]
     return {
         "curve": curve,
+        "eval_layout": cfg.eval_layout,
+        "curve_other": curve_other,
+        "other_layout": other_layout,
         "updates": updates,
         "env_steps": cfg.online_steps,
         "online_s": online_s,
@@ -551,6 +587,8 @@ def run_method(
         **online,
         "final": curve[-1][1],
         "pre_trained_level": curve[0][1],
+        "final_other": online["curve_other"][-1][1] if online["curve_other"] else None,
+        "pre_trained_level_other": online["curve_other"][0][1] if online["curve_other"] else None,
         "pretrain_s": pretrain_s,
         "pretrain_shared_from": shared_from,
         "pretrain_updates": 0 if method in ("sac_scratch", "bc_only") else cfg.pretrain_steps,
@@ -576,7 +614,9 @@ def learning_targets(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     checks = {"final_ge_0.8": main["final"] >= 0.8, "gain_ge_30pts": gain >= 0.3 - 1e-9,
               "minutes_le_60": minutes <= 60.0}  # fmt: skip
     return {"method": MAIN_METHOD, **checks, "pass": all(checks.values()), "final": main["final"],
-            "gain": gain, "train_minutes": minutes}  # fmt: skip
+            "gain": gain, "train_minutes": minutes, "eval_layout": main.get("eval_layout", "new"),
+            "final_other": main.get("final_other"),
+            "pre_trained_level_other": main.get("pre_trained_level_other")}  # fmt: skip
 
 
 def plot_learning(result: dict[str, Any], path: str) -> None:
@@ -595,7 +635,8 @@ def plot_learning(result: dict[str, Any], path: str) -> None:
     ax.axhline(0.8, ls="--", lw=1, color="gray", label="target 0.8")
     cfg = result["config"]
     ax.set_xlabel("online env steps (reset-free)")
-    ax.set_ylabel(f"forward success, {cfg['eval_episodes']} held-out scenes")
+    where = "training layout" if cfg.get("eval_layout", "new") == "train" else "new layouts"
+    ax.set_ylabel(f"forward success, {cfg['eval_episodes']} held-out scenes ({where})")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(f"robofume learning bench: seed {cfg['seed']}, recipe {cfg['recipe']}, "
                  f"{cfg['pretrain_steps']} pre-train updates")  # fmt: skip

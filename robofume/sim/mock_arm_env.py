@@ -146,19 +146,27 @@ class MockArmEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         """Start an episode. Options: ``task`` (name), ``keep_scene`` (reset-free: keep the physical state),
         ``home_arm`` (with ``keep_scene``: first drive the arm home, see :meth:`move_home`),
-        ``object_in`` ("start" or "target": where a fresh scene puts the object; default per task)."""
+        ``object_in`` ("start" or "target": where a fresh scene puts the object; default per task),
+        ``layout_seed`` (a fresh scene's fixtures, the target and start-region positions, come from this
+        seed instead of ``seed``: scenes with the same ``layout_seed`` share one workstation layout and
+        differ in the object's pose)."""
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"task", "keep_scene", "home_arm", "object_in"}
+        unknown = set(options) - {"task", "keep_scene", "home_arm", "object_in", "layout_seed"}
         if unknown:
             raise ValueError(
-                f"unknown reset option(s) {sorted(unknown)}; use task, keep_scene, home_arm, object_in"
+                f"unknown reset option(s) {sorted(unknown)}; "
+                "use task, keep_scene, home_arm, object_in, layout_seed"
             )
+        layout_seed = options.get("layout_seed")
+        is_int = isinstance(layout_seed, (int, np.integer)) and not isinstance(layout_seed, bool)
+        if layout_seed is not None and (not is_int or layout_seed < 0):
+            raise ValueError(f"layout_seed must be a non-negative int, got {layout_seed!r}")
         self.task = task_name(options.get("task", self.task))
         keep_scene = bool(options.get("keep_scene", False)) and self._scene_ready
         if not keep_scene:
             default_in = "start" if self.task == "forward" else "target"
-            self._randomize_scene(options.get("object_in", default_in))
+            self._randomize_scene(options.get("object_in", default_in), layout_seed)
         elif options.get("home_arm", False):
             self.move_home()
         self._steps = 0
@@ -360,14 +368,15 @@ class MockArmEnv(gym.Env):
                 parent = self.model.body_parentid[parent]
         return {g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in bodies}
 
-    def _randomize_scene(self, object_in: str) -> None:
+    def _randomize_scene(self, object_in: str, layout_seed: int | None = None) -> None:
         if object_in not in ("start", "target"):
             raise ValueError(f"object_in must be 'start' or 'target', got {object_in!r}")
         rng = self.np_random
+        layout_rng = rng if layout_seed is None else np.random.default_rng(int(layout_seed))
         cfg = self.config
         mujoco.mj_resetData(self.model, self.data)
-        target_xy = rng.uniform(cfg.target_xy_low, cfg.target_xy_high)
-        start_xy = rng.uniform(cfg.start_xy_low, cfg.start_xy_high)
+        target_xy = layout_rng.uniform(cfg.target_xy_low, cfg.target_xy_high)
+        start_xy = layout_rng.uniform(cfg.start_xy_low, cfg.start_xy_high)
         self.data.mocap_pos[self._target_mocap] = [*target_xy, TABLE_TOP_Z]
         self.data.mocap_pos[self._start_mocap] = [*start_xy, TABLE_TOP_Z]
         half = cfg.variant.object_half_size

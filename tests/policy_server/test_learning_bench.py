@@ -52,6 +52,9 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         assert all(0.0 <= p[1] <= 1.0 for p in m["curve"])
         assert m["env_steps"] == cfg.online_steps
         assert m["final"] == m["curve"][-1][1] and m["pre_trained_level"] == m["curve"][0][1]
+        assert m["eval_layout"] == "train" and m["other_layout"] == "new"
+        assert [p[0] for p in m["curve_other"]] == [0, cfg.online_steps]  # the other layout: first and last
+        assert m["final_other"] == m["curve_other"][-1][1]
         assert m["scene_resets"] == 1, f"{name} reset the scene during online training"
         with ReplayBuffer.open(m["run_dir"] + "/buffer", readonly=True) as buf:
             assert len(buf.valid_indices("online")) == cfg.online_steps == m["buffer"]["online_transitions"]
@@ -68,7 +71,8 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
     # the frozen pre-trained policy is the one calql_finetune starts from, so its curve is flat at that level
     assert ms["pretrained_only"]["pretrain_shared_from"] == "calql_finetune"
     assert {p[1] for p in ms["pretrained_only"]["curve"]} == {ms["calql_finetune"]["pre_trained_level"]}
-    assert ms["pretrained_only"]["evals_reused"] == len(points)  # same weights: deterministic result reused
+    # same weights: deterministic results reused (every point, plus the other layout at the first and last)
+    assert ms["pretrained_only"]["evals_reused"] == len(points) + 2
     assert ms["sac_scratch"]["buffer"]["offline_transitions"] == 0
     assert ms["bc_only"]["offline_kinds"] == ["demos"]
     offline = {name: m["buffer"]["offline_transitions"] for name, m in ms.items()}
@@ -94,6 +98,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"image_size": 16}, "image_size"),
         ({"demos_per_task": 0}, "bc_only"),
         ({"recipe": "wsrl", "wsrl_warmup_transitions": 40}, "warm-up"),
+        ({"eval_layout": "mine"}, "eval_layout"),
     ],
 )
 def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
@@ -128,6 +133,33 @@ def test_evaluation_is_deterministic_so_results_of_equal_weights_can_be_reused()
         env.close()
     for a, b in zip(*ends, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_layout_evaluation_shares_the_training_scenes_fixtures_not_its_seed() -> None:
+    cfg = LearningBenchConfig.quick(max_episode_steps=2, eval_episodes=2, seed=3)
+    torch.manual_seed(0)
+    nets = AgentNetworks(cfg.network_config())
+    env = make_env(cfg, "eval")
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    reset = env.reset
+
+    def spy(**kwargs: Any) -> Any:
+        out = reset(**kwargs)
+        seen.append((env.target_pos()[:2], env.object_pos()[:2]))
+        return out
+
+    env.reset = spy  # type: ignore[method-assign]
+    try:
+        evaluate_forward(nets, env, cfg.eval_seeds, torch.device("cpu"), layout_seed=cfg.seed)
+        reset(seed=cfg.seed, options={"layout_seed": cfg.seed})  # the training stream's first scene
+        train_target, train_object = env.target_pos()[:2], env.object_pos()[:2]
+        evaluate_forward(nets, env, cfg.eval_seeds, torch.device("cpu"))
+    finally:
+        env.close()
+    for target, obj in seen[:2]:
+        np.testing.assert_allclose(target, train_target)
+        assert np.linalg.norm(obj - train_object) > 1e-4  # held-out object poses
+    assert all(np.linalg.norm(t - train_target) > 1e-3 for t, _o in seen[2:])  # "new": own layouts
 
 
 def test_command_line_overrides_are_typed_and_checked() -> None:

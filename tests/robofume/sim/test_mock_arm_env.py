@@ -80,6 +80,24 @@ def test_placements_are_randomized(state_env: MockArmEnv) -> None:
     assert np.ptp(np.array(targets), axis=0).min() > 0.02
 
 
+def test_layout_seed_fixes_the_workstation_and_the_seed_varies_the_object(state_env: MockArmEnv) -> None:
+    scenes = []
+    for seed in (11, 12, 13):
+        state_env.reset(seed=seed, options={"layout_seed": 4})
+        scenes.append((state_env.target_pos()[:2], state_env.start_pos()[:2], state_env.object_pos()[:2]))
+    for target, start, _obj in scenes[1:]:
+        np.testing.assert_allclose(target, scenes[0][0])
+        np.testing.assert_allclose(start, scenes[0][1])
+    objects = np.array([obj for _t, _s, obj in scenes])
+    assert np.ptp(objects, axis=0).max() > 1e-3  # the object's placement still follows the episode seed
+    state_env.reset(seed=11, options={"layout_seed": 5})
+    assert np.linalg.norm(state_env.target_pos()[:2] - scenes[0][0]) > 1e-3
+    with pytest.raises(ValueError, match="layout_seed must be a non-negative int"):
+        state_env.reset(seed=0, options={"layout_seed": -1})
+    with pytest.raises(ValueError, match="layout_seed must be a non-negative int"):
+        state_env.reset(seed=0, options={"layout_seed": "0"})
+
+
 def test_keep_scene_switches_task_without_moving_anything(state_env: MockArmEnv) -> None:
     state_env.reset(seed=5, options={"task": "forward"})
     for _ in range(3):
