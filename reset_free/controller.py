@@ -23,7 +23,15 @@ Rules (DESIGN.md §6, items 5-6):
     both are back, and the episode goes on (a pause is not a failure);
   * ``stuck_after`` failed attempts in a row in BOTH directions -> ``help_needed``: the arm is held
     until an operator calls :meth:`resume`;
-  * e-stop latches ``estop`` until :meth:`release`; an operator pause needs :meth:`resume`.
+  * e-stop latches ``estop`` until :meth:`release`; an operator pause needs :meth:`resume`;
+  * with a home pose (``ControllerConfig.homing``), before the first attempt and between attempts
+    the phase is ``homing``: :attr:`ResetFreeController.homing_action` is the command of the tick
+    (gripper open, lift, travel home; see :mod:`reset_free.homing`), which the node sends through the
+    safety gate like a policy action, until :meth:`on_pose` reports the arm home or
+    ``homing.max_steps`` pass; only the arm moves, never the scene;
+  * a success confirmed within the first ``already_done_steps`` steps of an attempt ends it as
+    ``already_done`` (the object was already where the task wants it, e.g. after the other task
+    failed): reward 1 and terminal like a success, but neither a success nor a failure in the counters.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
+from reset_free.homing import HomingConfig, HomingConfigError, at_home, homing_action
 from robofume.sim.tasks import TASK_NAMES, other_task, task_name
 
 
@@ -41,6 +52,7 @@ class Phase(str, Enum):
 
     FORWARD = "forward"
     BACKWARD = "backward"
+    HOMING = "homing"
     PAUSED = "paused"
     HELP_NEEDED = "help_needed"
     ESTOP = "estop"
@@ -75,6 +87,11 @@ class ControllerConfig:
     retry_after_s: float = 3.0
     """After a pause for a silent policy server, try the task again after this long (the arm only moves
     if the policy server is back)."""
+    homing: HomingConfig | None = None
+    """Home pose and homing motion between attempts; None: attempts start wherever the last one ended."""
+    already_done_steps: int = 5
+    """A success confirmed within this many steps of an attempt's start is ``already_done``, not a
+    success (0: every confirmed success counts)."""
 
     def validate(self) -> ControllerConfig:
         """Raise :class:`ControllerConfigError` with one line for a bad value; return self."""
@@ -84,6 +101,13 @@ class ControllerConfig:
             raise ControllerConfigError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.stuck_after < 1:
             raise ControllerConfigError(f"stuck_after must be >= 1, got {self.stuck_after}")
+        if self.already_done_steps < 0:
+            raise ControllerConfigError(f"already_done_steps must be >= 0, got {self.already_done_steps}")
+        if self.homing is not None:
+            try:
+                self.homing.validate()
+            except HomingConfigError as exc:
+                raise ControllerConfigError(str(exc)) from None
         for name in ("action_timeout_s", "verdict_timeout_s", "startup_grace_s", "retry_after_s"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -115,14 +139,16 @@ class ControllerEvent:
     """Something the controller decided during one tick."""
 
     kind: str
-    """``phase``, ``episode_start``, ``episode_end``, ``help`` or ``step``."""
+    """``phase``, ``episode_start``, ``episode_end``, ``help``, ``homed`` or ``step``."""
     time: float
     phase: str
     task: str | None = None
     episode: int | None = None
     step: int | None = None
     outcome: str | None = None
-    """For ``episode_end``: ``success`` (terminal, reward 1) or ``timeout`` (truncated)."""
+    """For ``episode_end``: ``success`` (terminal, reward 1), ``already_done`` (success confirmed
+    right at the start: terminal, reward 1, not counted as a success) or ``timeout`` (truncated).
+    For ``homed``: ``home`` or ``gave_up`` (``homing.max_steps`` passed)."""
     reward: float = 0.0
     frame_stamp: float | None = None
     reason: str = ""
@@ -139,11 +165,15 @@ class ControllerStats:
     episodes: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
     successes: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
     timeouts: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
+    already_done: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
     failures_in_a_row: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
     steps: int = 0
     paused_ticks: int = 0
     help_requests: int = 0
     pauses: int = 0
+    homing_steps: int = 0
+    homings: int = 0
+    homing_gave_up: int = 0
 
 
 class ResetFreeController:
@@ -170,12 +200,28 @@ class ResetFreeController:
         self._last_alive: float | None = None
         self._success_verdict: Verdict | None = None
         self._last_probability: float = math.nan
+        self._homing_pending = self.config.homing is not None
+        self._homing_ticks = 0
+        self._pose: tuple[np.ndarray, float, float] | None = None
+        self.homing_action: np.ndarray | None = None
+        """The homing command of the current tick (phase ``homing`` with a fresh pose), else None."""
 
     # --- inputs --------------------------------------------------------------------------------
 
     def on_action(self, now: float) -> None:
         """The policy server published an action for this robot at time ``now``."""
         self._last_action = now
+
+    def on_pose(self, position: list[float] | np.ndarray, yaw: float, now: float) -> None:
+        """The arm's measured end-effector pose (world frame) at ``now``; homing steers by it."""
+        pos = np.asarray(position, np.float64)
+        if pos.shape == (3,) and np.all(np.isfinite(pos)) and math.isfinite(yaw):
+            self._pose = (pos, float(yaw), now)
+
+    def _fresh_pose(self, now: float) -> tuple[np.ndarray, float] | None:
+        if self._pose is None or now - self._pose[2] > self.config.verdict_timeout_s:
+            return None
+        return self._pose[0], self._pose[1]
 
     def on_verdict(self, verdict: Verdict, now: float) -> None:
         """Record a classifier verdict received at ``now``; ``unknown`` is never success and counts as
@@ -252,6 +298,8 @@ class ResetFreeController:
             return Phase.HELP_NEEDED, "stuck: failed in both directions"
         if self._operator_pause:
             return Phase.PAUSED, "operator pause"
+        if self._homing_pending:
+            return Phase.HOMING, ""
         problem = self._active_problem(now) if self.phase.active else self._held_problem(now)
         if problem:
             return Phase.PAUSED, problem
@@ -272,6 +320,8 @@ class ResetFreeController:
         if outcome == "success":
             self.stats.successes[task] += 1
             self.stats.failures_in_a_row[task] = 0
+        elif outcome == "already_done":
+            self.stats.already_done[task] += 1
         else:
             self.stats.timeouts[task] += 1
             self.stats.failures_in_a_row[task] += 1
@@ -284,7 +334,7 @@ class ResetFreeController:
                 self.episode,
                 self.episode_step,
                 outcome=outcome,
-                reward=1.0 if outcome == "success" else 0.0,
+                reward=0.0 if outcome == "timeout" else 1.0,
                 frame_stamp=verdict.frame_stamp if verdict else None,
             )
         )
@@ -300,6 +350,17 @@ class ResetFreeController:
         self._episode_running = False
         self.episode_start_time = now
         self._success_verdict = None
+        self._homing_pending = self.config.homing is not None
+        self._homing_ticks = 0
+
+    def _homing_result(self, now: float) -> str:
+        """``home`` or ``gave_up`` when homing is over, else empty."""
+        homing = self.config.homing
+        assert homing is not None
+        pose = self._fresh_pose(now)
+        if pose is not None and at_home(homing, *pose):
+            return "home"
+        return "gave_up" if self._homing_ticks >= homing.max_steps else ""
 
     def _stuck_reason(self) -> str:
         counts = ", ".join(f"{t} {n}" for t, n in self.stats.failures_in_a_row.items())
@@ -308,9 +369,11 @@ class ResetFreeController:
     def tick(self, now: float) -> list[ControllerEvent]:
         """Advance one control step at time ``now``; return what happened (see :class:`ControllerEvent`)."""
         events: list[ControllerEvent] = []
+        self.homing_action = None
         if self.phase.active:
             if self._success_verdict is not None:
-                self._end_episode(now, "success", events)
+                early = self.episode_step <= self.config.already_done_steps
+                self._end_episode(now, "already_done" if early else "success", events)
             elif self.episode_step >= self.config.max_episode_steps:
                 self._end_episode(now, "timeout", events)
         desired, reason = self._desired_phase(now)
@@ -323,6 +386,17 @@ class ResetFreeController:
                 self.stats.pauses += int(self.phase.active)
             self.phase, self.pause_reason = desired, reason
             events.append(ControllerEvent("phase", now, desired.value, self.task, reason=reason))
+        if self.phase is Phase.HOMING:
+            result = self._homing_result(now)
+            if result:
+                self._homing_pending = False
+                self.stats.homings += 1
+                self.stats.homing_gave_up += int(result == "gave_up")
+                events.append(ControllerEvent("homed", now, self.phase.value, self.task, self.episode,
+                                              self._homing_ticks, outcome=result))  # fmt: skip
+                return events + self.tick(now)  # the same control step goes on: the attempt starts now
+            self._homing_step(now)
+            return events
         if not self.phase.active:
             self.stats.paused_ticks += 1
             return events
@@ -334,6 +408,16 @@ class ResetFreeController:
             ControllerEvent("step", now, self.phase.value, self.task, self.episode, self.episode_step)
         )
         return events
+
+    def _homing_step(self, now: float) -> None:
+        homing = self.config.homing
+        assert homing is not None
+        pose = self._fresh_pose(now)
+        if pose is not None:
+            self.homing_action = homing_action(homing, *pose)
+        if pose is not None or now - self._start_time >= self.config.startup_grace_s:
+            self._homing_ticks += 1  # the arm's pose may still be coming up: that time does not count
+        self.stats.homing_steps += 1
 
     def status(self) -> dict[str, Any]:
         """A JSON-friendly snapshot for the status topic and the console."""

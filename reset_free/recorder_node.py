@@ -30,6 +30,7 @@ from std_msgs.msg import String
 
 from policy_server.policy_server_node import PoseSample, gripper_from, pose_sample, proprio_from
 from policy_server.replay_buffer import ReplayBuffer
+from reset_free.homing import HOMING_FRAME_ID
 from reset_free.transition_recorder import TransitionRecorder
 from robofume_robot.arm_messages import parse_action
 from robofume_robot.node_main import run_node
@@ -103,6 +104,8 @@ class RecorderNode(Node):
         self.recorder.on_observation(stamp_to_sec(msg.header.stamp), image, proprio)
 
     def _on_action(self, msg: JointState) -> None:
+        if msg.header.frame_id == HOMING_FRAME_ID:
+            return  # the controller's homing between attempts is not part of any episode
         values, stamp = parse_action(msg)
         if values is None:
             return
@@ -140,6 +143,7 @@ class RecorderNode(Node):
             "transitions": stats.transitions,
             "episodes": stats.episodes,
             "successes": stats.successes,
+            "already_done": stats.already_done,
             "timeouts": stats.timeouts,
             "committed": self.buffer.committed,
             "actions_without_frame": stats.actions_without_frame,

@@ -4,7 +4,8 @@ Streams, as they arrive over ROS 2 (or directly in simulated experiments):
   * :meth:`TransitionRecorder.on_observation`: every camera frame with the proprioception at that time;
   * :meth:`TransitionRecorder.on_action`: the policy's action, stamped with the frame it came from;
   * :meth:`TransitionRecorder.on_episode_end`: the controller's verdict on the episode: ``success``
-    (the classifier's confirmed success: reward 1, terminal) or ``timeout`` (truncated, bootstrapped).
+    or ``already_done`` (the classifier's confirmed success: reward 1, terminal) or ``timeout``
+    (truncated, bootstrapped).
 
 Transition t is (o_t, a_t, r_t, o_{t+1}): o_t is the frame the action was computed from and o_{t+1}
 the frame of the next action (or, at the end of an episode, the frame the classifier judged a
@@ -62,6 +63,7 @@ class RecorderStats:
     transitions: int = 0
     episodes: int = 0
     successes: int = 0
+    already_done: int = 0
     timeouts: int = 0
     actions_without_frame: int = 0
     actions_out_of_episode: int = 0
@@ -124,15 +126,18 @@ class TransitionRecorder:
         return True
 
     def on_episode_end(self, task: str, outcome: str, frame_stamp: float | None = None) -> None:
-        """Close the episode: ``success`` ends it terminal with reward 1, anything else truncates it."""
+        """Close the episode: ``success`` and ``already_done`` end it terminal with reward 1 (the
+        classifier confirmed a success state), anything else truncates it."""
         task = task_name(task)
         if task != self._task:
             return
-        success = outcome == "success"
+        success = outcome in ("success", "already_done")
         final = self._find(frame_stamp) if (success and frame_stamp is not None) else None
         self._closing = success
         self._close(final, success)
-        if success:
+        if outcome == "already_done":
+            self.stats.already_done += 1
+        elif success:
             self.stats.successes += 1
         else:
             self.stats.timeouts += 1

@@ -32,6 +32,7 @@ Point = tuple[float, float, float]
 PHASE_COLORS: dict[str, RGB] = {
     "forward": (66, 135, 245),
     "backward": (245, 150, 40),
+    "homing": (120, 200, 220),
     "paused": (240, 190, 40),
     "help_needed": (230, 50, 50),
     "estop": (200, 0, 0),
@@ -73,7 +74,7 @@ class MonitorState:
     """What the overlay and the status text show at one moment."""
 
     phase: str = "unknown"
-    """Controller phase (``reset_free/phase``): forward, backward, paused, help_needed, estop."""
+    """Controller phase (``reset_free/phase``): forward, backward, homing, paused, help_needed, estop."""
     reason: str = ""
     """Why the controller is paused or needs help."""
     task: str | None = None

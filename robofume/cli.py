@@ -229,6 +229,11 @@ def _cmd_session(args: argparse.Namespace) -> int:
     cfg.data = args.data or cfg.data
     cfg.labels = args.labels or cfg.labels
     cfg.limits_file = args.limits_file or cfg.limits_file
+    if args.home:
+        try:
+            cfg.online.home = [float(v) for v in args.home.split(",")]
+        except ValueError:
+            raise SystemExit(f"error: --home must be X,Y,Z or X,Y,Z,YAW numbers, got {args.home!r}") from None
     cfg.device = args.device or cfg.device
     if args.duration is not None:
         cfg.online.duration_s = 60.0 * args.duration
@@ -377,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ses.add_argument("--labels", default=None, help="label file from `robofume label` (real: required)")
     ses.add_argument("--limits-file", default=None, help="safety limits YAML of your arm (real: required)")
+    ses.add_argument(
+        "--home",
+        default=None,
+        metavar="X,Y,Z[,YAW]",
+        help="end-effector home (world frame, m, rad) the arm returns to, gripper open, before every "
+        "attempt (mock: its own home; real: no homing unless set)",
+    )
     ses.add_argument(
         "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: wsrl)"
     )

@@ -75,6 +75,12 @@ class OnlineStage:
     max_episode_steps: int = 100
     stuck_after: int = 20
     """Failed attempts in a row in both directions before the arm is held and help requested."""
+    home: list[float] | None = None
+    """End-effector home ``[x, y, z]`` or ``[x, y, z, yaw]`` (world frame, m, rad) the controller
+    drives the arm to, gripper open, before every attempt. None: the mock's home on the mock (from
+    session.yaml); no homing on a real robot (attempts start where the last one ended)."""
+    already_done_steps: int = 5
+    """A success confirmed within this many steps of an attempt's start counts as already done."""
     record_mcap: bool = False
     mcap_image_every_n: int = 5
     learner_threads: int = 1
@@ -119,6 +125,15 @@ class SessionConfig:
         if self.pretrain.steps < 0 or self.pretrain.bc_steps < 0:
             p = self.pretrain
             raise SessionConfigError(f"pretrain steps and bc_steps must be >= 0, got {p.steps}, {p.bc_steps}")
+        home = self.online.home
+        if home is not None:
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in home)
+            if not isinstance(home, list) or len(home) not in (3, 4) or not numeric:
+                raise SessionConfigError(
+                    f"home must be [x, y, z] or [x, y, z, yaw] in m and rad, got {home!r}"
+                )
+        if self.online.already_done_steps < 0:
+            raise SessionConfigError(f"already_done_steps must be >= 0, got {self.online.already_done_steps}")
         if not self.online.control_hz > 0:
             raise SessionConfigError(f"control_hz must be > 0, got {self.online.control_hz}")
         return self

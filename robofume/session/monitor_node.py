@@ -18,6 +18,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Header, String
 
 from reset_free.controller_node import PHASE_QOS, verdict_from_msg
+from reset_free.homing import HOMING_FRAME_ID
 from robofume.session.session_log import SessionLog
 
 
@@ -71,8 +72,9 @@ class SessionMonitorNode(Node):
     def _on_success(self, msg: Header) -> None:
         self.log.on_success_event(msg.frame_id, self.now())
 
-    def _on_action(self, _msg: JointState) -> None:
-        self.log.on_action(self.now())
+    def _on_action(self, msg: JointState) -> None:
+        if msg.header.frame_id != HOMING_FRAME_ID:  # the control loop is the policy's, not homing
+            self.log.on_action(self.now())
 
     def _on_truth(self, msg: String) -> None:
         with contextlib.suppress(json.JSONDecodeError):

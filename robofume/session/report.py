@@ -34,7 +34,7 @@ def plot_success(log: SessionLog, path: str, window: int = 10) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for task, colour in (("forward", "tab:blue"), ("backward", "tab:orange")):
-        eps = [e for e in log.episodes if e.task == task]
+        eps = [e for e in log.episodes if e.task == task and e.outcome != "already_done"]
         if not eps:
             continue
         t = [e.t / 60 for e in eps]
@@ -122,7 +122,7 @@ def write_report(
     rows = []
     for task, s in summary["tasks"].items():
         rows.append(
-            f"| {task} | {s['episodes']} | {_fmt(s['success_rate'], True)} | "
+            f"| {task} | {s['episodes']} | {s.get('already_done', 0)} | {_fmt(s['success_rate'], True)} | "
             f"{_fmt(s['ground_truth_success_rate'], True)} | "
             f"{_fmt(s['ground_truth_success_rate_last_half'], True)} |"
         )
@@ -134,9 +134,14 @@ def write_report(
         f"{summary['duration_s'] / 60:.1f} min of autonomous fine-tuning, "
         f"recipe `{context.get('recipe', '?')}`, {summary['transitions']} transitions recorded.",
         "",
-        "| task | episodes | success (classifier) | success (ground truth) | ground truth, last half |",
-        "|---|---|---|---|---|",
+        "| task | attempts | already done | success (classifier) | success (ground truth) "
+        "| ground truth, last half |",
+        "|---|---|---|---|---|---|",
         *rows,
+        "",
+        "Attempts exclude episodes that were *already done*: the classifier confirmed success within "
+        "the first steps, because the object already lay where the task wants it (typically after the "
+        "other task failed). They are stored as successes for the learner but not counted as any.",
         "",
         "![success](success.png)",
         "",
@@ -156,6 +161,9 @@ def write_report(
         f"- control period p50 {_fmt(ctl['p50_ms'])} ms, p99 {_fmt(ctl['p99_ms'])} ms "
         f"over {ctl['periods']} steps",
         f"- holds (pauses): {summary['pauses']}; help requests: {summary['help_requests']}",
+        f"- homing between attempts: {summary['homing'].get('home', 0)} reached home, "
+        f"{summary['homing'].get('gave_up', 0)} gave up (median {_fmt(summary['homing']['steps_median'])} "
+        "control steps)",
         "",
         "![system](system.png)",
         "",

@@ -49,6 +49,7 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             "control_hz": o.control_hz,
             "max_episode_steps": o.max_episode_steps,
             "stuck_after": o.stuck_after,
+            "already_done_steps": o.already_done_steps,
         },
         "recorder": {"buffer_dir": os.path.abspath(os.path.join(cfg.run_dir, "buffer"))},
         "mcap_recorder": {
@@ -61,6 +62,12 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
         overrides["visualizer"] = {"limits_file": limits}
         overrides["safety_gate"] = {"limits_file": limits}
         overrides["camera"] = {"output_size": cfg.data_stage.image_size}
+        overrides["reset_free_controller"].update({"limits_file": limits, "homing": o.home is not None})
+    if o.home is not None:
+        home = [float(v) for v in o.home]
+        overrides["reset_free_controller"].update(
+            {"home_xyz": home[:3], "home_yaw": home[3] if len(home) > 3 else 0.0}
+        )
     if cfg.robot == "mock":
         # A scene seed the data and the classifier never saw.
         overrides["arm"] = {

@@ -48,6 +48,9 @@ class SessionLog:
     """(t, served version, learner step) whenever the served version changed."""
     phases: list[tuple[float, str, str]] = field(default_factory=list)
     help_requests: int = 0
+    homings: dict[str, int] = field(default_factory=lambda: {"home": 0, "gave_up": 0})
+    """How the controller's homings between attempts ended (``homed`` events)."""
+    homing_steps: list[int] = field(default_factory=list)
     action_periods_s: list[float] = field(default_factory=list)
     probabilities: list[tuple[float, str, float]] = field(default_factory=list)
     transitions: int = 0
@@ -87,16 +90,21 @@ class SessionLog:
             )
             self.episodes.append(record)
             task = record.task
-            recent = [e for e in self.episodes if e.task == task][-20:]
-            self._scalar(
-                f"charts/{task}_success_rate", np.mean([e.outcome == "success" for e in recent]), now
-            )
+            recent = [e for e in self.episodes if e.task == task and e.outcome != "already_done"][-20:]
+            if recent:
+                rate = float(np.mean([e.outcome == "success" for e in recent]))
+                self._scalar(f"charts/{task}_success_rate", rate, now)
             truths = [e.ground_truth for e in recent if e.ground_truth is not None]
             if truths:
                 self._scalar(f"charts/{task}_success_rate_ground_truth", float(np.mean(truths)), now)
             self._scalar("charts/episodes", len(self.episodes), now)
         elif kind == "phase":
             self.on_phase(str(event.get("phase")), str(event.get("reason", "")), now)
+        elif kind == "homed":
+            outcome = str(event.get("outcome"))
+            self.homings[outcome] = self.homings.get(outcome, 0) + 1
+            self.homing_steps.append(int(event.get("step") or 0))
+            self._scalar("charts/homing_steps", float(self.homing_steps[-1]), now)
         elif kind == "help":
             self.help_requests += 1
             self._scalar("charts/help_requests", self.help_requests, now)
@@ -165,12 +173,14 @@ class SessionLog:
         """The numbers of the report (JSON-friendly)."""
         per_task: dict[str, Any] = {}
         for task in ("forward", "backward"):
-            eps = [e for e in self.episodes if e.task == task]
+            every = [e for e in self.episodes if e.task == task]
+            eps = [e for e in every if e.outcome != "already_done"]  # attempts; rates are over these
             truths = [e.ground_truth for e in eps if e.ground_truth is not None]
             half = eps[len(eps) // 2 :]
             half_truths = [e.ground_truth for e in half if e.ground_truth is not None]
             per_task[task] = {
                 "episodes": len(eps),
+                "already_done": len(every) - len(eps),
                 "classifier_successes": sum(e.outcome == "success" for e in eps),
                 "success_rate": float(np.mean([e.outcome == "success" for e in eps])) if eps else None,
                 "ground_truth_success_rate": float(np.mean(truths)) if truths else None,
@@ -178,8 +188,10 @@ class SessionLog:
             }
         checked = [gt for _, _, gt in self.success_events if gt is not None]
         ends_checked = [e for e in self.episodes if e.ground_truth is not None]
-        true_pos = sum(e.outcome == "success" and e.ground_truth for e in ends_checked)
-        said = sum(e.outcome == "success" for e in ends_checked)
+        # the classifier's confirmed successes, whether the controller called them success or already done
+        said_success = [e for e in ends_checked if e.outcome in ("success", "already_done")]
+        true_pos = sum(bool(e.ground_truth) for e in said_success)
+        said = len(said_success)
         actual = sum(bool(e.ground_truth) for e in ends_checked)
         periods = np.asarray(self.action_periods_s) * 1e3
         return {
@@ -190,6 +202,10 @@ class SessionLog:
                 "event_precision_ground_truth": float(np.mean(checked)) if checked else None,
                 "episode_precision_ground_truth": true_pos / said if said else None,
                 "episode_recall_ground_truth": true_pos / actual if actual else None,
+            },
+            "homing": {
+                **self.homings,
+                "steps_median": float(np.median(self.homing_steps)) if self.homing_steps else None,
             },
             "weights": {
                 "versions_served": len(self.weight_versions),

@@ -14,6 +14,7 @@ from reset_free.controller import (
     ResetFreeController,
     Verdict,
 )
+from reset_free.homing import HomingConfig
 
 DT = 0.1
 
@@ -23,6 +24,7 @@ class Harness:
 
     def __init__(self, **cfg: object) -> None:
         defaults = {"max_episode_steps": 20, "startup_grace_s": 0.5, "stuck_after": 2}
+        defaults["already_done_steps"] = 0  # its own test below
         defaults.update(cfg)
         self.ctrl = ResetFreeController(ControllerConfig(**defaults), start_time=0.0)  # type: ignore[arg-type]
         self.now = 0.0
@@ -227,6 +229,9 @@ def test_status_is_json_friendly() -> None:
         {"start_task": "sideways"},
         {"action_timeout_s": -1.0},
         {"verdict_timeout_s": math.nan},
+        {"already_done_steps": -1},
+        {"homing": HomingConfig(home_xyz=(0.4, 0.0, math.inf))},
+        {"homing": HomingConfig(home_xyz=(0.4, 0.0, 0.3), max_steps=0)},
     ],
 )
 def test_bad_config_is_one_line_error(bad: dict) -> None:
@@ -239,3 +244,79 @@ def test_bad_verdict_status_rejected() -> None:
     ctrl = ResetFreeController()
     with pytest.raises(ValueError, match="verdict status"):
         ctrl.on_verdict(Verdict("maybe", "forward", False, 0.0), 0.0)
+
+
+def test_success_confirmed_right_at_the_start_is_already_done_not_a_success() -> None:
+    h = Harness(already_done_steps=3)
+    h.step(2)  # the forward attempt starts (the classifier answered once while the arm was held)
+    h.classifier = "success"  # the object is already at the target
+    h.step(1)
+    (end,) = h.ends()
+    assert end.outcome == "already_done" and end.reward == 1.0 and end.step <= 3
+    stats = h.ctrl.stats
+    assert stats.already_done["forward"] == 1 and stats.successes["forward"] == 0
+    assert stats.failures_in_a_row["forward"] == 0 and h.ctrl.task == "backward"
+    h.classifier = "failure"
+    h.step(5)
+    h.classifier = "success"
+    h.step(1)
+    assert h.ends()[-1].outcome == "success" and h.ctrl.stats.successes["backward"] == 1
+
+
+class Arm:
+    """A point end effector that moves by the commanded action like the safety gate + arm do."""
+
+    def __init__(self, pos: tuple[float, float, float], yaw: float, homing: HomingConfig) -> None:
+        self.pos, self.yaw, self.homing = list(pos), yaw, homing
+        self.commands: list[list[float]] = []
+
+    def apply(self, action: list[float] | None) -> None:
+        if action is None:
+            return
+        self.commands.append(list(action))
+        self.pos = [p + a * self.homing.pos_scale for p, a in zip(self.pos, action[:3], strict=True)]
+        self.yaw += action[3] * self.homing.yaw_scale
+
+
+def test_homing_runs_before_every_attempt_and_ends_at_home() -> None:
+    homing = HomingConfig(home_xyz=(0.46, 0.0, 0.35), home_yaw=0.0, max_steps=40)
+    h = Harness(homing=homing, max_episode_steps=4, startup_grace_s=0.0)
+    arm = Arm((0.6, 0.2, 0.05), 0.5, homing)
+    phases: list[str] = []
+    for _ in range(40):
+        h.ctrl.on_pose(arm.pos, arm.yaw, h.now)
+        h.step(1)
+        phases.append(h.ctrl.phase.value)
+        arm.apply(None if h.ctrl.homing_action is None else h.ctrl.homing_action.tolist())
+        if h.ctrl.phase.active:
+            arm.pos[2] -= 0.02  # the policy pushes the arm down during the attempt
+    assert phases[0] == "homing" and "forward" in phases and "backward" in phases
+    homed = [e for e in h.events if e.kind == "homed"]
+    starts = [e for e in h.events if e.kind == "episode_start"]
+    assert len(homed) >= len(starts) >= 2 and all(e.outcome == "home" for e in homed)
+    # every attempt starts right after a homing ends, in the same control step
+    for start in starts:
+        assert any(e.time == start.time for e in homed)
+    # the first commands lift (z up, no sideways travel) with the gripper open, then travel
+    first = arm.commands[0]
+    assert first[2] > 0 and first[0] == first[1] == 0.0 and first[4] == -1.0
+    assert all(-1.0 <= v <= 1.0 for c in arm.commands for v in c)
+    assert h.ctrl.stats.homings == len(homed) and h.ctrl.stats.homing_gave_up == 0
+
+
+def test_homing_without_a_pose_gives_up_after_max_steps_and_pauses_obey_operator() -> None:
+    homing = HomingConfig(home_xyz=(0.46, 0.0, 0.35), max_steps=5)
+    h = Harness(homing=homing, startup_grace_s=0.0)
+    h.step(1)
+    assert h.ctrl.phase is Phase.HOMING and h.ctrl.homing_action is None  # no pose: no command
+    h.ctrl.pause()
+    h.step(3)
+    assert h.ctrl.phase is Phase.PAUSED and h.ctrl.homing_action is None
+    h.ctrl.resume()
+    h.step(8)
+    (homed,) = [e for e in h.events if e.kind == "homed"]
+    assert homed.outcome == "gave_up" and h.ctrl.stats.homing_gave_up == 1
+    assert h.ctrl.phase is Phase.FORWARD
+    h.ctrl.estop()
+    h.step(1)
+    assert h.ctrl.phase is Phase.ESTOP and h.ctrl.homing_action is None

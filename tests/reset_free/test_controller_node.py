@@ -9,6 +9,7 @@ from ros_test_utils import ros_context, spin_until
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -55,6 +56,7 @@ def test_controller_node_alternates_pauses_and_recovers() -> None:
                 Parameter("action_timeout_s", value=0.4),
                 Parameter("retry_after_s", value=0.3),
                 Parameter("status_hz", value=10.0),
+                Parameter("already_done_steps", value=0),
             ],
         )
         peer = rclpy.create_node("peer", context=context)
@@ -138,3 +140,80 @@ def test_bad_parameter_is_one_line_error() -> None:
             context=context, parameter_overrides=[Parameter("max_episode_steps", value=0)]
         )
     assert "\n" not in str(info.value)
+
+
+def test_controller_node_homes_the_arm_through_policy_action_before_the_attempt() -> None:
+    home = [0.4635, 0.0, 0.35]
+    with ros_context() as context:
+        ctrl = ResetFreeControllerNode(
+            context=context,
+            parameter_overrides=[
+                Parameter("control_hz", value=20.0),
+                Parameter("startup_grace_s", value=0.2),
+                Parameter("homing", value=True),
+                Parameter("home_xyz", value=home),
+                Parameter("limits_file", value="safety_limits_mock.yaml"),
+            ],
+        )
+        peer = rclpy.create_node("peer", context=context)
+        phases: list[str] = []
+        events: list[dict] = []
+        commands: list[JointState] = []
+        peer.create_subscription(String, "reset_free/phase", lambda m: phases.append(m.data), PHASE_QOS)
+        peer.create_subscription(
+            String, "reset_free/events", lambda m: events.append(json.loads(m.data)), 100
+        )
+        peer.create_subscription(JointState, "policy/action", commands.append, 50)
+        pose_pub = peer.create_publisher(PoseStamped, "arm/ee_pose", 10)
+        verdict_pub = peer.create_publisher(DiagnosticArray, "reward/verdict", 10)
+        action_pub = peer.create_publisher(JointState, "policy/action", 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(ctrl)
+        executor.add_node(peer)
+        arm = {"pos": [0.6, 0.1, 0.05]}
+
+        def pump() -> None:
+            phase = phases[-1] if phases else "paused"
+            for msg in commands:  # the arm follows the homing commands (3 cm per unit, like the gate)
+                if msg.header.frame_id == "homing":
+                    arm["pos"] = [p + 0.03 * a for p, a in zip(arm["pos"], msg.position[:3], strict=True)]
+            commands.clear()
+            pose = PoseStamped()
+            pose.header.stamp = peer.get_clock().now().to_msg()
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = arm["pos"]
+            pose.pose.orientation.w = 1.0
+            pose_pub.publish(pose)
+            task = phase if phase in ("forward", "backward") else None
+            if task:
+                action_pub.publish(JointState())
+            verdict_pub.publish(
+                verdict_msg(peer, "failure" if task else "unknown", task, reason="" if task else "no_task")
+            )
+
+        seen: list[JointState] = []
+        peer.create_subscription(JointState, "policy/action", seen.append, 50)
+        try:
+            assert spin_until(executor, lambda: "homing" in phases, 5, pump)
+            assert spin_until(executor, lambda: bool(phases) and phases[-1] == "forward", 10, pump)
+            assert spin_until(executor, lambda: any(e["kind"] == "homed" for e in events), 5, pump)
+            homed = [e for e in events if e["kind"] == "homed"]
+            assert homed[0]["outcome"] == "home", homed
+            homing = [m for m in seen if m.header.frame_id == "homing"]
+            assert homing, "no homing command on policy/action"
+            first = list(homing[0].position)
+            assert first[2] > 0 and first[0] == first[1] == 0.0 and first[4] == -1.0  # lift, gripper open
+            assert abs(arm["pos"][2] - home[2]) < 0.02
+        finally:
+            ctrl.destroy_node()
+            peer.destroy_node()
+
+
+def test_homing_outside_the_safety_box_is_refused() -> None:
+    with ros_context() as context, pytest.raises(ValueError, match="outside the safety workspace box"):
+        ResetFreeControllerNode(
+            context=context,
+            parameter_overrides=[
+                Parameter("homing", value=True),
+                Parameter("home_xyz", value=[0.0, 0.0, 1.0]),
+            ],
+        )

@@ -55,6 +55,19 @@ def test_success_episode_is_terminal_with_reward_one_on_the_judged_frame(buffer)
     assert not t["truncated"].any() and (t["tasks"] == 0).all()
 
 
+def test_already_done_episode_is_stored_like_a_success_but_counted_apart(buffer) -> None:
+    rec = TransitionRecorder(buffer)
+    rec.on_episode_start("backward")
+    feed(rec, [0.1, 0.2])
+    rec.on_observation(0.3, frame(3), np.full(9, 0.3, np.float32))
+    rec.on_episode_end("backward", "already_done", frame_stamp=0.3)
+    buffer.flush()
+    t = all_transitions(buffer)
+    np.testing.assert_array_equal(t["rewards"], [0, 1])
+    np.testing.assert_array_equal(t["terminals"], [0, 1])
+    assert rec.stats.already_done == 1 and rec.stats.successes == 0 and rec.stats.episodes == 1
+
+
 def test_timeout_is_truncated_and_next_task_recorded(buffer) -> None:
     rec = TransitionRecorder(buffer)
     rec.on_episode_start("forward")

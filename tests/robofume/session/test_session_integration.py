@@ -65,6 +65,9 @@ def test_short_session_alternates_learns_and_survives_a_policy_server_crash(tmp_
     tasks = [e["task"] for e in payload["episodes"]]
     assert tasks.count("forward") >= 2 and tasks.count("backward") >= 2
     assert all(a != b for a, b in itertools.pairwise(tasks)), f"tasks must alternate: {tasks}"
+    # Between attempts the controller drove the arm home through the safety gate (the scene untouched).
+    assert summary["homing"]["home"] >= 2, summary["homing"]
+    assert any(p["phase"] == "homing" for p in payload["phases"])
 
     # Transitions reached the durable buffer and the learner published weights that were swapped in.
     assert summary["transitions"] > 0

@@ -36,6 +36,10 @@ def simulated_log() -> tuple[SessionLog, Scalars]:
                 {"kind": "episode_end", "task": task, "outcome": "success" if success else "timeout"}, t
             )
             t += 10
+    for _ in range(2):  # the object already lay in the start region: not attempts, not successes
+        log.on_event({"kind": "episode_end", "task": "backward", "outcome": "already_done"}, t)
+    log.on_event({"kind": "homed", "outcome": "home", "step": 12}, t)
+    log.on_event({"kind": "homed", "outcome": "gave_up", "step": 40}, t)
     log.on_weights(1, 2000, 101.0)
     log.on_weights(2, 2050, 150.0)
     log.on_weights(2, 2050, 160.0)
@@ -50,7 +54,10 @@ def test_summary_counts_episodes_ground_truth_and_weights() -> None:
     log, writer = simulated_log()
     s = log.summary()
     fwd = s["tasks"]["forward"]
-    assert fwd["episodes"] == 10 and fwd["classifier_successes"] == 5
+    assert fwd["episodes"] == 10 and fwd["classifier_successes"] == 5 and fwd["already_done"] == 0
+    assert s["homing"] == {"home": 1, "gave_up": 1, "steps_median": 26.0}
+    bwd = s["tasks"]["backward"]
+    assert bwd["episodes"] == 10 and bwd["already_done"] == 2 and bwd["success_rate"] == 1.0
     assert fwd["ground_truth_success_rate"] == pytest.approx(0.5)
     assert fwd["ground_truth_success_rate_last_half"] == pytest.approx(1.0)
     assert s["classifier"]["event_precision_ground_truth"] == pytest.approx(1.0)
@@ -77,9 +84,10 @@ def test_report_files(tmp_path) -> None:
     for name in ("report.md", "report.json", "success.png", "classifier.png", "system.png"):
         assert (tmp_path / name).stat().st_size > 0
     text = (tmp_path / "report.md").read_text()
-    assert "| forward | 10 | 50 % | 50 % | 100 % |" in text and "![success](success.png)" in text
+    assert "| forward | 10 | 0 | 50 % | 50 % | 100 % |" in text and "![success](success.png)" in text
+    assert "| backward | 10 | 2 | 100 % |" in text
     payload = json.loads((tmp_path / "report.json").read_text())
-    assert payload["summary"] == json.loads(json.dumps(summary)) and len(payload["episodes"]) == 20
+    assert payload["summary"] == json.loads(json.dumps(summary)) and len(payload["episodes"]) == 22
 
 
 def test_real_robot_report_has_no_ground_truth(tmp_path) -> None:
@@ -99,6 +107,23 @@ def test_config_round_trip_and_errors() -> None:
         SessionConfig(robot="real", labels="l.json").validate()
     with pytest.raises(SessionConfigError, match="duration"):
         config_from_dict({"online": {"duration_s": 0}})
+    with pytest.raises(SessionConfigError, match="home must be"):
+        config_from_dict({"online": {"home": [0.4, 0.0]}})
+    with pytest.raises(SessionConfigError, match="already_done_steps"):
+        config_from_dict({"online": {"already_done_steps": -1}})
+
+
+def test_node_overrides_set_homing_per_robot() -> None:
+    from robofume.session.runner import node_overrides
+
+    mock = node_overrides(SessionConfig())["reset_free_controller"]
+    assert "homing" not in mock and mock["already_done_steps"] == 5  # session.yaml: the mock's home
+    real = SessionConfig(robot="real", data="d", labels="l.json", limits_file="limits.yaml")
+    assert node_overrides(real)["reset_free_controller"]["homing"] is False  # no home given: no homing
+    real.online.home = [0.3, 0.0, 0.25, 0.5]
+    ctrl = node_overrides(real)["reset_free_controller"]
+    assert ctrl["homing"] is True and ctrl["home_xyz"] == [0.3, 0.0, 0.25] and ctrl["home_yaw"] == 0.5
+    assert ctrl["limits_file"].endswith("limits.yaml")
 
 
 def test_system_scalars_updates_per_second_and_latencies() -> None:
