@@ -92,7 +92,7 @@ OFFLINE_KINDS: dict[str, tuple[str, ...]] = {
 PRESETS: tuple[str, ...] = ("quick", "medium", "full")
 EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 """Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
-_DATA_SETTINGS = ("image_size", "max_episode_steps", "seed")
+_DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
 
@@ -131,7 +131,11 @@ class LearningBenchConfig:
     failures_per_task: int = 10
     prior: int = 300
     data_seed: int = 0
-    """Seed of the dataset (shared by every training seed, so one dataset serves all seeds)."""
+    """Seed of the dataset (with ``demo_layout="new"`` one dataset serves every training seed)."""
+    demo_layout: str = "train"
+    """Layout of the target-scene demos and failures: ``train``, the training scene's (RoboFuME's
+    few demos are recorded at the robot's own workstation; the dataset then belongs to this
+    ``seed``), or ``new``, one per episode. Prior data always spans many layouts and scenes."""
     data_workers: int = 2
     hidden_dim: int = 256
     feature_dim: int = 64
@@ -166,6 +170,10 @@ class LearningBenchConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must be distinct names from {', '.join(METHODS)}; got {self.methods}")
+        if self.demo_layout not in EVAL_LAYOUTS:
+            raise ValueError(
+                f"demo_layout must be one of {', '.join(EVAL_LAYOUTS)}, got {self.demo_layout!r}"
+            )
         if self.eval_layout not in EVAL_LAYOUTS:
             choices = ", ".join(EVAL_LAYOUTS)
             raise ValueError(f"eval_layout must be one of {choices}, got {self.eval_layout!r}")
@@ -275,6 +283,7 @@ class LearningBenchConfig:
             out=data_dir, demos_per_task=self.demos_per_task, failures_per_task=self.failures_per_task,
             prior=self.prior, image_size=self.image_size, max_episode_steps=self.max_episode_steps,
             seed=self.data_seed, workers=self.data_workers, resume=True,
+            layout_seed=self.seed if self.demo_layout == "train" else None,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
         max_episode_steps=args.max_steps,
         demo_noise=args.noise,
         seed=args.seed,
+        layout_seed=args.layout_seed,
         workers=args.workers,
         resume=args.resume,
     )
@@ -314,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise", type=float, default=0.1, help="expert action noise std for demos (default: 0.1)"
     )
     gen.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    gen.add_argument(
+        "--layout-seed",
+        type=int,
+        default=None,
+        help="record demos and failures at one workstation layout (the mock's layout_seed; "
+        "default: a new layout per episode)",
+    )
     gen.add_argument("--workers", type=int, default=2, help="parallel worker processes (default: 2)")
     gen.add_argument("--resume", action="store_true", help="complete an interrupted dataset in --out")
     gen.set_defaults(func=_cmd_data_generate)

@@ -100,6 +100,10 @@ class GenerateConfig:
     demo_noise: float = 0.1
     prior_noise_max: float = 0.3
     seed: int = 0
+    layout_seed: int | None = None
+    """Target-scene episodes (demos, failures) all in the workstation layout of this seed (see the
+    mock's ``layout_seed`` reset option), as a user records demos at the robot's own workstation;
+    None: each episode draws its own layout. Prior episodes always draw their own."""
     workers: int = 2
     resume: bool = False
 
@@ -109,6 +113,8 @@ class GenerateConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.layout_seed is not None and self.layout_seed < 0:
+            raise ValueError(f"layout_seed must be >= 0, got {self.layout_seed}")
         MockArmConfig(image_size=self.image_size, max_episode_steps=self.max_episode_steps)
 
 
@@ -125,6 +131,7 @@ class EpisodeJob:
     swap_sides: bool
     noise: float
     failure_mode: str | None
+    layout_seed: int | None = None
 
 
 def plan_jobs(cfg: GenerateConfig) -> list[EpisodeJob]:
@@ -139,11 +146,11 @@ def plan_jobs(cfg: GenerateConfig) -> list[EpisodeJob]:
         for i in range(cfg.demos_per_task):
             s = seed_of("demos", task, i)
             jobs.append(EpisodeJob("demos", task, i, _path(cfg.out, "demos", task, i), s, -1, False,
-                                   cfg.demo_noise, None))
+                                   cfg.demo_noise, None, cfg.layout_seed))
         for i in range(cfg.failures_per_task):
             s = seed_of("failures", task, i)
             jobs.append(EpisodeJob("failures", task, i, _path(cfg.out, "failures", task, i), s, -1, False,
-                                   cfg.demo_noise, FAILURE_MODES[i % len(FAILURE_MODES)]))
+                                   cfg.demo_noise, FAILURE_MODES[i % len(FAILURE_MODES)], cfg.layout_seed))
     for i in range(cfg.prior):
         task = TASK_NAMES[i % 2]
         s = seed_of("prior", task, i)
@@ -207,7 +214,10 @@ def run_job(job: EpisodeJob, image_size: int, max_steps: int) -> dict:
     for attempt in range(_MAX_ATTEMPTS):
         seed = job.seed + attempt
         rng = np.random.default_rng(seed)
-        env.reset(seed=seed, options={"task": job.task})
+        options: dict = {"task": job.task}
+        if job.layout_seed is not None:
+            options["layout_seed"] = job.layout_seed
+        env.reset(seed=seed, options=options)
         expert = ScriptedExpert(env, noise_std=job.noise, failure_mode=job.failure_mode, rng=rng)  # type: ignore[arg-type]
         episode = record_episode(
             env, lambda _obs, e=expert: e.act(), job.task, keep_scene=True,
@@ -216,6 +226,7 @@ def run_job(job: EpisodeJob, image_size: int, max_steps: int) -> dict:
                 "expert": {"noise_std": job.noise, "failure_mode": job.failure_mode},
                 "scene": "target" if job.scene < 0 else asdict(PRIOR_SCENES[job.scene]),
                 "swap_sides": job.swap_sides,
+                "layout_seed": job.layout_seed,
             },
         )
         wanted = {"demos": True, "failures": False}.get(job.kind)

@@ -91,3 +91,29 @@ def test_parallel_workers_match_single_worker(tmp_path) -> None:
     generate_dataset(_cfg(tmp_path / "two", workers=2), progress=False)
     for a, b in zip(list_episodes(tmp_path / "one"), list_episodes(tmp_path / "two"), strict=True):
         np.testing.assert_array_equal(load_episode(a).frames, load_episode(b).frames)
+
+
+def test_layout_seed_records_target_scene_episodes_at_one_workstation(tmp_path) -> None:
+    from robofume.data import generate as gen
+
+    cfg = _cfg(tmp_path, demos_per_task=2, failures_per_task=0, prior=1, layout_seed=3, max_episode_steps=60)
+    jobs = plan_jobs(cfg)
+    for kind in ("demos", "failures", "prior"):
+        (tmp_path / kind).mkdir()
+    targets = []
+    try:
+        for job in jobs:
+            gen.run_job(job, cfg.image_size, cfg.max_episode_steps)
+            env = gen._env_for(job, cfg.image_size, cfg.max_episode_steps)
+            targets.append((job.kind, env.target_pos()[:2].copy(), env.start_pos()[:2].copy()))
+            meta = load_episode(job.path).metadata
+            assert meta["layout_seed"] == (3 if job.kind != "prior" else None)
+    finally:
+        gen.close_cached_envs()
+    demos = [(t, s) for kind, t, s in targets if kind == "demos"]
+    assert len(demos) == 4
+    for t, s in demos[1:]:
+        np.testing.assert_allclose(t, demos[0][0])
+        np.testing.assert_allclose(s, demos[0][1])
+    with pytest.raises(ValueError, match="layout_seed"):
+        _cfg(tmp_path, layout_seed=-1)
