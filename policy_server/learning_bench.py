@@ -93,6 +93,8 @@ PRESETS: tuple[str, ...] = ("quick", "medium", "full")
 EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 """Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
+_OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout")
+"""Bench settings that only shape the offline data (ignored when merging a run that loads none)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
 
@@ -730,7 +732,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
     """Combine the ``learning.json`` of runs that split the methods between processes (same settings
-    otherwise) into ``out_dir/learning.json`` + ``learning.png``; returns the merged result."""
+    otherwise; a run of methods that load no offline data, ``sac_scratch``, may differ in the data
+    settings) into ``out_dir/learning.json`` + ``learning.png``; returns the merged result, whose
+    config is that of the first run that loads offline data."""
     results = []
     for path in paths:
         file = path if path.endswith(".json") else os.path.join(path, "learning.json")
@@ -738,11 +742,23 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
             results.append(json.load(f))
     if not results:
         raise ValueError("nothing to merge: give the output folders of the runs")
-    base = {k: v for k, v in results[0]["config"].items() if k != "methods"}
-    for path, res in zip(paths, results, strict=True):
-        other = {k: v for k, v in res["config"].items() if k != "methods"}
+    # the settings of the offline data cannot matter to a run whose methods load none (sac_scratch)
+    uses_data = [any(OFFLINE_KINDS.get(m) for m in r["config"]["methods"]) for r in results]
+    order = sorted(range(len(results)), key=lambda i: not uses_data[i])
+    paths, results, uses_data = (
+        [paths[i] for i in order],
+        [results[i] for i in order],
+        [uses_data[i] for i in order],
+    )
+
+    def compared(res: dict[str, Any], with_data: bool) -> dict[str, Any]:
+        skip = {"methods", "data_workers"} | (set() if with_data else set(_OFFLINE_DATA_SETTINGS))
+        return {k: v for k, v in res["config"].items() if k not in skip}
+
+    for path, res, data in zip(paths, results, uses_data, strict=True):
+        base, other = compared(results[0], data), compared(res, data)
         if other != base:
-            diff = sorted(k for k in base if base[k] != other.get(k))
+            diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
             raise ValueError(f"{path} was run with other settings ({', '.join(diff)}); cannot merge")
     methods: dict[str, dict[str, Any]] = {}
     for res in results:

@@ -99,6 +99,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"demos_per_task": 0}, "bc_only"),
         ({"recipe": "wsrl", "wsrl_warmup_transitions": 40}, "warm-up"),
         ({"eval_layout": "mine"}, "eval_layout"),
+        ({"demo_layout": "yours"}, "demo_layout"),
     ],
 )
 def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
@@ -196,3 +197,11 @@ def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
     c = fake_run("c", {"sac_scratch": 0.0}, seed=5)
     with pytest.raises(ValueError, match="seed"):
         lb.merge_results([a, c], str(tmp_path / "bad"))
+    # a run that loads no offline data may differ in the data settings, and nothing else
+    d = fake_run("d", {"sac_scratch": 0.0}, demo_layout="new", prior=7)
+    merged = lb.merge_results([d, a], str(tmp_path / "with_sac"))
+    assert list(merged["methods"]) == ["calql_finetune", "pretrained_only", "sac_scratch"]
+    assert merged["config"]["demo_layout"] == "train" and merged["config"]["prior"] != 7
+    e = fake_run("e", {"bc_only": 0.1}, demo_layout="new")
+    with pytest.raises(ValueError, match="demo_layout"):
+        lb.merge_results([a, e], str(tmp_path / "bad2"))
