@@ -28,6 +28,9 @@ class DataStage:
     max_episode_steps: int = 100
     seed: int = 0
     workers: int = 2
+    at_workstation: bool = True
+    """Record the demos and failures at the mock arm's workstation layout (its scene seed), as a
+    user records demos at the robot; prior data spans many layouts and scenes either way."""
 
 
 @dataclass
@@ -174,6 +177,12 @@ class SessionConfig:
     def tensorboard_dir(self) -> str:
         """TensorBoard event files of the session monitor (``tensorboard --logdir <out>/tb``)."""
         return os.path.join(self.out, "tb")
+
+
+def mock_scene_seed(cfg: SessionConfig) -> int:
+    """Scene seed of the mock arm in a session: one the data's episode seeds and the classifier never
+    used; its workstation layout is where the demos are recorded (``data_stage.at_workstation``)."""
+    return 10_000 + cfg.seed
 
 
 def config_to_dict(cfg: SessionConfig) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from robofume.atomic_io import write_json_atomic
-from robofume.session.config import SessionConfig
+from robofume.session.config import SessionConfig, mock_scene_seed
 
 Log = Callable[[str], None]
 
@@ -82,6 +82,7 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
             image_size=d.image_size,
             max_episode_steps=d.max_episode_steps,
             seed=d.seed,
+            layout_seed=mock_scene_seed(cfg) if d.at_workstation else None,
             workers=d.workers,
             resume=resume,
         )

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from robofume.session.config import SessionConfig, save_config
+from robofume.session.config import SessionConfig, mock_scene_seed, save_config
 from robofume.session.prepare import ensure_classifier, ensure_data, ensure_labels, ensure_pretrained
 from robofume.session.report import write_report
 from robofume.session.session_log import SessionLog
@@ -69,9 +69,9 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             {"home_xyz": home[:3], "home_yaw": home[3] if len(home) > 3 else 0.0}
         )
     if cfg.robot == "mock":
-        # A scene seed the data and the classifier never saw.
+        # A scene seed the data and the classifier never saw (the demos share its layout).
         overrides["arm"] = {
-            "seed": 10_000 + cfg.seed,
+            "seed": mock_scene_seed(cfg),
             "control_hz": o.control_hz,
             "camera_hz": o.control_hz,
             "image_size": cfg.data_stage.image_size,

@@ -61,7 +61,10 @@ class MockArmNode(Node):
         if not 32 <= self.image_size <= 1024:
             raise ValueError(f"image_size must be between 32 and 1024, got {self.image_size}")
         self._seed = int(self.get_parameter("seed").value)
-        self.env.reset(seed=self._seed, options={"task": str(self.get_parameter("task").value)})
+        # the workstation layout (target and start region) comes from the seed too, explicitly, so that
+        # demos recorded with `robofume data generate --layout-seed <seed>` are at this workstation
+        task = str(self.get_parameter("task").value)
+        self.env.reset(seed=self._seed, options={"task": task, "layout_seed": self._seed})
         self._pending: ArmTarget | None = None
         self.commands_received = 0
         self.commands_invalid = 0
