@@ -97,6 +97,9 @@ _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_
 """Bench settings that only shape the offline data (ignored when merging a run that loads none)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
+ALREADY_DONE_STEPS = 5
+"""A training-stream episode that succeeds within this many steps counts as already done (as in
+``reset_free.controller``), not as a success."""
 
 
 @dataclass(frozen=True)
@@ -459,7 +462,8 @@ def _online(
     env = make_env(cfg, "train")
     scene_resets = count_scene_resets(env)
     times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
-    stats = {task: {"episodes": 0, "successes": 0} for task in ("forward", "backward")}
+    stats = {task: {"episodes": 0, "successes": 0, "already_done": 0} for task in ("forward", "backward")}
+    episode_steps = 0
     updates = 0
     eval_at = set(cfg.eval_steps())
     curve: list[list[float]] = []
@@ -509,9 +513,15 @@ def _online(
                     learner.update("online")
                     updates += 1
                 times["update"] += time.perf_counter() - t3
+            episode_steps += 1
             if terminated or truncated:
+                # success in the first steps: the object already lay there (the other task failed); as
+                # the session's controller does, such episodes count apart, not as successes
+                early = success and episode_steps <= ALREADY_DONE_STEPS
                 stats[env.task]["episodes"] += 1
-                stats[env.task]["successes"] += int(success)
+                stats[env.task]["successes"] += int(success and not early)
+                stats[env.task]["already_done"] += int(early)
+                episode_steps = 0
                 if step < cfg.online_steps:
                     t = time.perf_counter()
                     options = {"task": other_task(env.task), "keep_scene": True, "home_arm": cfg.home_arm}

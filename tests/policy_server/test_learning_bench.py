@@ -56,6 +56,8 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         assert [p[0] for p in m["curve_other"]] == [0, cfg.online_steps]  # the other layout: first and last
         assert m["final_other"] == m["curve_other"][-1][1]
         assert m["scene_resets"] == 1, f"{name} reset the scene during online training"
+        for counts in m["train_episodes"].values():
+            assert counts["successes"] + counts["already_done"] <= counts["episodes"]
         with ReplayBuffer.open(m["run_dir"] + "/buffer", readonly=True) as buf:
             assert len(buf.valid_indices("online")) == cfg.online_steps == m["buffer"]["online_transitions"]
             assert len(buf.valid_indices("offline")) == m["buffer"]["offline_transitions"]
