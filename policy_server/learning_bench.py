@@ -148,8 +148,9 @@ class LearningBenchConfig:
     gamma: float = 0.97
     cql_alpha: float = 1.0
     cql_num_actions: int = 4
-    bc_weight: float = 2.5
-    """BC term of the Cal-QL actor (calql_finetune); bc_only is a separate, pure BC baseline."""
+    bc_weight: float = 100.0
+    """BC term of the Cal-QL actor (calql_finetune), times the mean |Q|; bc_only is a separate, pure
+    BC baseline. 100 (docs/benchmarks.md): at 2.5 the Q gradient pulled the grasp apart online."""
     encoder_bc_weight: float = 0.0
     """Auxiliary BC loss that trains the encoder during Cal-QL updates from frames (see
     ``AgentConfig.encoder_bc_weight``)."""
@@ -228,12 +229,13 @@ class LearningBenchConfig:
 
     @classmethod
     def medium(cls, **overrides: Any) -> LearningBenchConfig:
-        """Recorded CPU run (docs/benchmarks.md, "Latest run"): 2k BC + 2k Cal-QL pre-training updates,
-        4k online steps, 20 held-out scenes; about 20 min per method pair on one core each (split
-        the methods with ``--set methods=...`` and ``--merge`` the two results)."""
+        """Recorded CPU run (docs/benchmarks.md, "Latest run", with ``seed=1``): 2k BC + 2k Cal-QL
+        pre-training updates, 10k online steps, 50 held-out scenes evaluated every 5k steps; about
+        35 min for the main method on one core (split the methods between processes with
+        ``--set methods=...`` and ``--merge`` the results)."""
         base: dict[str, Any] = {
-            "online_steps": 4_000, "pretrain_steps": 2_000, "bc_warmup_steps": 2_000, "eval_every": 2_000,
-            "eval_episodes": 20, "batch_size": 64, "hidden_dim": 256, "demos_per_task": 20,
+            "online_steps": 10_000, "pretrain_steps": 2_000, "bc_warmup_steps": 2_000, "eval_every": 5_000,
+            "eval_episodes": 50, "batch_size": 64, "hidden_dim": 256, "demos_per_task": 20,
             "failures_per_task": 5, "prior": 40, "torch_threads": 1,
         }  # fmt: skip
         return cls(**{**base, **overrides})
