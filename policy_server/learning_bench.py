@@ -47,7 +47,8 @@ Output: ``out_dir/learning.json`` (see :func:`run_learning_bench`) and ``out_dir
 The full-size defaults need hours on a 2-core CPU (BC updates train the conv encoder, about 45 ms
 each at batch 64 and several times that at 256; about 45 ms per env step with the camera);
 :meth:`LearningBenchConfig.quick` is a smoke test (about 30 s) and :meth:`LearningBenchConfig.medium`
-the recorded CPU run (about 20 min per pair of methods on one core each).
+the recorded CPU run (about 35 min for the main method on one core; split the methods between
+processes).
 ``robofume bench learning --set KEY=VALUE`` overrides any setting, and ``--merge`` combines runs
 that split the methods between processes (one per core).
 """
@@ -73,6 +74,7 @@ from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torc
 from policy_server.networks import AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer
 from policy_server.weights import WeightStore, load_into
+from reset_free.controller import ControllerConfig
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic, write_with
 from robofume.bench.machine import machine_info
 from robofume.data.generate import KINDS, EpisodeJob, GenerateConfig, generate_dataset, plan_jobs
@@ -97,9 +99,9 @@ _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_
 """Bench settings that only shape the offline data (ignored when merging a run that loads none)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
-ALREADY_DONE_STEPS = 5
-"""A training-stream episode that succeeds within this many steps counts as already done (as in
-``reset_free.controller``), not as a success."""
+ALREADY_DONE_STEPS = ControllerConfig.already_done_steps
+"""A training-stream episode that succeeds within this many steps counts as already done (the
+session controller's default), not as a success."""
 
 
 @dataclass(frozen=True)
@@ -176,13 +178,10 @@ class LearningBenchConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must be distinct names from {', '.join(METHODS)}; got {self.methods}")
-        if self.demo_layout not in EVAL_LAYOUTS:
-            raise ValueError(
-                f"demo_layout must be one of {', '.join(EVAL_LAYOUTS)}, got {self.demo_layout!r}"
-            )
-        if self.eval_layout not in EVAL_LAYOUTS:
-            choices = ", ".join(EVAL_LAYOUTS)
-            raise ValueError(f"eval_layout must be one of {choices}, got {self.eval_layout!r}")
+        for name in ("demo_layout", "eval_layout"):
+            if getattr(self, name) not in EVAL_LAYOUTS:
+                choices = ", ".join(EVAL_LAYOUTS)
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
         positive = ("online_steps", "eval_every", "eval_episodes", "max_episode_steps", "data_workers",
@@ -755,19 +754,16 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
     if not results:
         raise ValueError("nothing to merge: give the output folders of the runs")
     # the settings of the offline data cannot matter to a run whose methods load none (sac_scratch)
-    uses_data = [any(OFFLINE_KINDS.get(m) for m in r["config"]["methods"]) for r in results]
-    order = sorted(range(len(results)), key=lambda i: not uses_data[i])
-    paths, results, uses_data = (
-        [paths[i] for i in order],
-        [results[i] for i in order],
-        [uses_data[i] for i in order],
-    )
+    runs = [(path, res, any(OFFLINE_KINDS.get(m) for m in res["config"]["methods"]))
+            for path, res in zip(paths, results, strict=True)]  # fmt: skip
+    runs.sort(key=lambda run: not run[2])  # a run that loads offline data first: its config is kept
+    results = [res for _path, res, _data in runs]
 
     def compared(res: dict[str, Any], with_data: bool) -> dict[str, Any]:
         skip = {"methods", "data_workers"} | (set() if with_data else set(_OFFLINE_DATA_SETTINGS))
         return {k: v for k, v in res["config"].items() if k not in skip}
 
-    for path, res, data in zip(paths, results, uses_data, strict=True):
+    for path, res, data in runs:
         base, other = compared(results[0], data), compared(res, data)
         if other != base:
             diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))

@@ -37,8 +37,8 @@ class HomingConfig:
     """End-effector home yaw, radians."""
     pos_scale: float = 0.03
     """Metres per unit action: the safety gate's ``pos_scale`` (one command moves at most this far)."""
-    yaw_scale: float = 0.15
-    """Radians per unit action: the safety gate's ``yaw_scale``."""
+    yaw_scale: float = 0.25
+    """Radians per unit action: the safety gate's ``yaw_scale`` (defaults: the mock's limits)."""
     position_tolerance: float = 0.015
     """Home is reached within this distance (m)..."""
     yaw_tolerance: float = 0.08

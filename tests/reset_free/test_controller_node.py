@@ -158,26 +158,27 @@ def test_controller_node_homes_the_arm_through_policy_action_before_the_attempt(
         peer = rclpy.create_node("peer", context=context)
         phases: list[str] = []
         events: list[dict] = []
-        commands: list[JointState] = []
+        seen: list[JointState] = []
         peer.create_subscription(String, "reset_free/phase", lambda m: phases.append(m.data), PHASE_QOS)
         peer.create_subscription(
             String, "reset_free/events", lambda m: events.append(json.loads(m.data)), 100
         )
-        peer.create_subscription(JointState, "policy/action", commands.append, 50)
+        peer.create_subscription(JointState, "policy/action", seen.append, 50)
         pose_pub = peer.create_publisher(PoseStamped, "arm/ee_pose", 10)
         verdict_pub = peer.create_publisher(DiagnosticArray, "reward/verdict", 10)
         action_pub = peer.create_publisher(JointState, "policy/action", 10)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(ctrl)
         executor.add_node(peer)
-        arm = {"pos": [0.6, 0.1, 0.05]}
+        arm = {"pos": [0.6, 0.1, 0.05], "applied": 0}
 
         def pump() -> None:
             phase = phases[-1] if phases else "paused"
-            for msg in commands:  # the arm follows the homing commands (3 cm per unit, like the gate)
+            # the arm follows the new homing commands (3 cm per unit, like the gate)
+            for msg in seen[arm["applied"] :]:
                 if msg.header.frame_id == "homing":
                     arm["pos"] = [p + 0.03 * a for p, a in zip(arm["pos"], msg.position[:3], strict=True)]
-            commands.clear()
+            arm["applied"] = len(seen)
             pose = PoseStamped()
             pose.header.stamp = peer.get_clock().now().to_msg()
             pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = arm["pos"]
@@ -190,8 +191,6 @@ def test_controller_node_homes_the_arm_through_policy_action_before_the_attempt(
                 verdict_msg(peer, "failure" if task else "unknown", task, reason="" if task else "no_task")
             )
 
-        seen: list[JointState] = []
-        peer.create_subscription(JointState, "policy/action", seen.append, 50)
         try:
             assert spin_until(executor, lambda: "homing" in phases, 5, pump)
             assert spin_until(executor, lambda: bool(phases) and phases[-1] == "forward", 10, pump)
