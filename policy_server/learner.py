@@ -69,6 +69,10 @@ class LearnerConfig:
     updates during pre-training took the BC policy from 20 % to 0 % forward success within 1,000
     updates, at BC weights 2.5 and 20 and CQL weights 0.2-5 (docs/benchmarks.md)."""
     wsrl_warmup_transitions: int = 5_000
+    online_critic_warmup_updates: int = 0
+    """Online: the first this many updates train the critic only; the actor and the temperature
+    start after them (critic-first), so the pre-trained policy is not moved by a critic that has
+    not yet seen its online transitions."""
     freeze_encoder_online: bool = True
     """Online: keep the pre-trained encoder frozen and train the heads on cached features (fast)."""
     publish_every: int = 50
@@ -84,8 +88,8 @@ class LearnerConfig:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
         if self.batch_size < 2 or self.utd_ratio <= 0 or self.publish_every < 1:
             raise ValueError("batch_size must be >= 2, utd_ratio > 0 and publish_every >= 1")
-        if self.pretrain_steps < 0 or self.bc_warmup_steps < 0:
-            raise ValueError("pretrain_steps and bc_warmup_steps must be >= 0")
+        if self.pretrain_steps < 0 or self.bc_warmup_steps < 0 or self.online_critic_warmup_updates < 0:
+            raise ValueError("pretrain_steps, bc_warmup_steps and online_critic_warmup_updates must be >= 0")
 
 
 def config_to_dict(cfg: LearnerConfig) -> dict[str, Any]:
@@ -233,7 +237,11 @@ class Learner:
         """Whether the next update of ``phase`` also trains the actor (see ``actor_once_per_transition``)."""
         if phase == "pretrain":
             return self.cfg.pretrain_trains_actor or self.cfg.bc_warmup_steps == 0
-        if phase != "online" or not self.cfg.actor_once_per_transition:
+        if phase != "online":
+            return True
+        if self.counters["online_updates"] < self.cfg.online_critic_warmup_updates:
+            return False
+        if not self.cfg.actor_once_per_transition:
             return True
         period = max(1, round(self.cfg.utd_ratio))
         return (self.counters["online_updates"] + 1) % period == 0

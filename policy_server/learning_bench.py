@@ -164,6 +164,11 @@ class LearningBenchConfig:
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     wsrl_warmup_transitions: int = 5_000
+    online_critic_warmup_updates: int = 0
+    """calql_finetune online: the first this many updates train the critic only (critic-first; see
+    ``LearnerConfig.online_critic_warmup_updates``)."""
+    target_entropy: float | None = None
+    """SAC entropy target online (None: ``-action_dim``; see ``AgentConfig.target_entropy``)."""
     freeze_encoder_online: bool = True
     """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
     sac_scratch always trains its encoder: it has no pre-trained one."""
@@ -191,7 +196,7 @@ class LearningBenchConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("seed", "pretrain_steps", "bc_warmup_steps", "demos_per_task", "failures_per_task",
-                     "prior", "data_seed", "torch_threads"):  # fmt: skip
+                     "prior", "data_seed", "torch_threads", "online_critic_warmup_updates"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.seed >= self.eval_seed_base:
@@ -269,16 +274,17 @@ class LearningBenchConfig:
         agent = AgentConfig(
             gamma=self.gamma, cql_alpha=self.cql_alpha, cql_num_actions=self.cql_num_actions,
             bc_weight=self.bc_weight, encoder_bc_weight=self.encoder_bc_weight, aug_pad=self.aug_pad,
-            actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+            actor_lr=self.actor_lr, critic_lr=self.critic_lr, target_entropy=self.target_entropy,
         )  # fmt: skip
         recipe, freeze = self.recipe, self.freeze_encoder_online
         if method == "sac_scratch":
-            agent = replace(agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0)
+            agent = replace(agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0, target_entropy=None)
             recipe, freeze = "calql", False
         return LearnerConfig(
             recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,
             pretrain_steps=self.pretrain_steps, bc_warmup_steps=self.bc_warmup_steps,
             wsrl_warmup_transitions=self.wsrl_warmup_transitions,
+            online_critic_warmup_updates=0 if method == "sac_scratch" else self.online_critic_warmup_updates,
             publish_every=_NEVER, checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
             network=self.network_config(), agent=agent,
         )  # fmt: skip
@@ -734,6 +740,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 out[key] = int(raw)
             elif kind == "float":
                 out[key] = float(raw)
+            elif kind == "float | None":
+                out[key] = None if raw.strip().lower() == "none" else float(raw)
             else:
                 out[key] = raw
         except ValueError:

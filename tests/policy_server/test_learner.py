@@ -167,6 +167,27 @@ def test_online_actor_trains_once_per_transition_critic_every_update(tmp_path, b
     assert learner.counters["pretrain_updates"] == 1
 
 
+def test_critic_first_holds_the_actor_for_the_first_online_updates(tmp_path, buffer) -> None:
+    """online_critic_warmup_updates: the critic trains from the first online update, the actor and the
+    temperature only after the warm-up (then at actor UTD 1 as usual)."""
+    _episode(buffer, 5, "online")
+    cfg = _cfg(recipe="calql", online_critic_warmup_updates=3, utd_ratio=1.0)
+    learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    trained = []
+    for _ in range(5):
+        actor = [p.clone() for p in learner.nets.actor.parameters()]
+        alpha = learner.agent.log_alpha.detach().clone()
+        metrics = learner.update("online")
+        params = learner.nets.actor.parameters()
+        moved = any(not torch.equal(a, p) for a, p in zip(actor, params, strict=True))
+        alpha_moved = not torch.equal(alpha, learner.agent.log_alpha.detach())
+        assert moved == ("losses/actor" in metrics) == alpha_moved
+        trained.append(moved)
+    assert trained == [False, False, False, True, True]
+    with pytest.raises(ValueError, match="online_critic_warmup_updates"):
+        _cfg(online_critic_warmup_updates=-1)
+
+
 def test_rlpd_batches_are_half_offline_half_online(tmp_path, buffer) -> None:
     _episode(buffer, 5, "online")
     learner = Learner(_cfg(recipe="rlpd"), tmp_path / "run", buffer, device="cpu", log=lambda _m: None)

@@ -176,6 +176,14 @@ def test_command_line_overrides_are_typed_and_checked() -> None:
         lb.parse_overrides(["nonsense=1"])
     with pytest.raises(ValueError, match="takes a int"):
         lb.parse_overrides(["seed=two"])
+    assert lb.parse_overrides(["target_entropy=-10", "online_critic_warmup_updates=5"]) == {
+        "target_entropy": -10.0, "online_critic_warmup_updates": 5}  # fmt: skip
+    assert lb.parse_overrides(["target_entropy=none"]) == {"target_entropy": None}
+    cfg = LearningBenchConfig.quick(target_entropy=-10.0, online_critic_warmup_updates=5)
+    assert cfg.learner_config("calql_finetune").agent.target_entropy == -10.0
+    assert cfg.learner_config("calql_finetune").online_critic_warmup_updates == 5
+    sac = cfg.learner_config("sac_scratch")  # plain SAC keeps SAC's own settings
+    assert sac.agent.target_entropy is None and sac.online_critic_warmup_updates == 0
 
 
 def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
