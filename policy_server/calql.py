@@ -64,11 +64,11 @@ class AgentConfig:
     bc_std: float = 0.1
     """BC warm-up: the actor's (pre-tanh) standard deviation is trained toward this value; 0.1 is
     the action noise of the scripted demos. Online, SAC's entropy tuning takes over."""
-    target_entropy: float | None = None
-    """SAC's entropy target of the temperature tuning; None: ``-action_dim`` (SAC's default). The BC
-    warm-up leaves the actor at the demonstrator's spread (``bc_std``), whose entropy on the mock
-    arm is about -10 (5 action dimensions, tanh included); at ``-action_dim`` the tuning raised the
-    spread from 0.10 to 0.30 within 5k online updates (docs/benchmarks.md)."""
+    entropy_per_action_dim: float = -2.0
+    """Entropy target of the temperature tuning, per action dimension (SAC's is -1). -2: about the
+    entropy the BC warm-up leaves the actor at (spread ``bc_std``, tanh included; -9.9 measured for
+    the mock arm's 5 dimensions), so online exploration stays on the demonstrator's scale. At -1
+    the tuning raised the spread from 0.10 to 0.30 within 5k online updates (docs/benchmarks.md)."""
     aug_pad: int = 4
     """Updates from frames: DrQ random shift of up to this many pixels (0: off); see
     ``policy_server.augment``."""
@@ -156,9 +156,7 @@ class Agent:
         # Behaviour-cloning warm-up (Learner.pretrain): encoder and actor trained end to end.
         self.bc_params = [*nets.encoder.parameters(), *nets.actor.parameters()]
         self.bc_opt = torch.optim.Adam(self.bc_params, lr=cfg.actor_lr, fused=fused)
-        self.target_entropy = (
-            -float(nets.cfg.action_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
-        )
+        self.target_entropy = cfg.entropy_per_action_dim * nets.cfg.action_dim
         # Polyak pairs of nets.soft_update_targets, listed once (module.parameters() walks the tree).
         self._targets = [*nets.target_encoder.parameters(), *nets.target_critic.parameters()]
         self._onlines = [*nets.encoder.parameters(), *nets.critic.parameters()]

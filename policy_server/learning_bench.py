@@ -97,6 +97,11 @@ EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
 _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout")
 """Bench settings that only shape the offline data (ignored when merging a run that loads none)."""
+_PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
+                        "encoder_bc_weight", "wsrl_warmup_transitions", "freeze_encoder_online",
+                        "online_critic_warmup_updates", "entropy_per_action_dim")  # fmt: skip
+"""Settings of the Cal-QL pre-training and fine-tuning only (ignored when merging a run of baselines
+that use neither: ``bc_only``, ``sac_scratch``)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
 ALREADY_DONE_STEPS = ControllerConfig.already_done_steps
@@ -164,11 +169,12 @@ class LearningBenchConfig:
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     wsrl_warmup_transitions: int = 5_000
-    online_critic_warmup_updates: int = 0
+    online_critic_warmup_updates: int = 2_500
     """calql_finetune online: the first this many updates train the critic only (critic-first; see
     ``LearnerConfig.online_critic_warmup_updates``)."""
-    target_entropy: float | None = None
-    """SAC entropy target online (None: ``-action_dim``; see ``AgentConfig.target_entropy``)."""
+    entropy_per_action_dim: float = -2.0
+    """calql_finetune: entropy target per action dimension (``AgentConfig.entropy_per_action_dim``;
+    sac_scratch keeps SAC's -1)."""
     freeze_encoder_online: bool = True
     """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
     sac_scratch always trains its encoder: it has no pre-trained one."""
@@ -228,6 +234,7 @@ class LearningBenchConfig:
             "image_size": 32, "max_episode_steps": 12, "batch_size": 16, "demos_per_task": 1,
             "failures_per_task": 0, "prior": 2, "data_workers": 1, "hidden_dim": 32, "feature_dim": 16,
             "encoder_channels": 8, "cql_num_actions": 2, "device": "cpu", "torch_threads": 1,
+            "online_critic_warmup_updates": 10,
         }  # fmt: skip
         return cls(**{**base, **overrides})
 
@@ -274,11 +281,14 @@ class LearningBenchConfig:
         agent = AgentConfig(
             gamma=self.gamma, cql_alpha=self.cql_alpha, cql_num_actions=self.cql_num_actions,
             bc_weight=self.bc_weight, encoder_bc_weight=self.encoder_bc_weight, aug_pad=self.aug_pad,
-            actor_lr=self.actor_lr, critic_lr=self.critic_lr, target_entropy=self.target_entropy,
+            actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+            entropy_per_action_dim=self.entropy_per_action_dim,
         )  # fmt: skip
         recipe, freeze = self.recipe, self.freeze_encoder_online
         if method == "sac_scratch":
-            agent = replace(agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0, target_entropy=None)
+            # plain SAC: its own entropy target (-1 per dimension)
+            agent = replace(agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0)
+            agent = replace(agent, entropy_per_action_dim=-1.0)
             recipe, freeze = "calql", False
         return LearnerConfig(
             recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,
@@ -740,8 +750,6 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 out[key] = int(raw)
             elif kind == "float":
                 out[key] = float(raw)
-            elif kind == "float | None":
-                out[key] = None if raw.strip().lower() == "none" else float(raw)
             else:
                 out[key] = raw
         except ValueError:
@@ -750,10 +758,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
-    """Combine the ``learning.json`` of runs that split the methods between processes (same settings
-    otherwise; a run of methods that load no offline data, ``sac_scratch``, may differ in the data
-    settings) into ``out_dir/learning.json`` + ``learning.png``; returns the merged result, whose
-    config is that of the first run that loads offline data."""
+    """Combine the ``learning.json`` of runs that split the methods between processes into
+    ``out_dir/learning.json`` + ``learning.png``. Settings must agree, except that a run of methods
+    that load no offline data (``sac_scratch``) may differ in the data settings, and a run without
+    ``calql_finetune`` and ``pretrained_only`` in the Cal-QL settings. Returns the merged result,
+    whose config is that of the main method's run (else of the first run that loads offline data)."""
     results = []
     for path in paths:
         file = path if path.endswith(".json") else os.path.join(path, "learning.json")
@@ -761,18 +770,25 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
             results.append(json.load(f))
     if not results:
         raise ValueError("nothing to merge: give the output folders of the runs")
-    # the settings of the offline data cannot matter to a run whose methods load none (sac_scratch)
-    runs = [(path, res, any(OFFLINE_KINDS.get(m) for m in res["config"]["methods"]))
-            for path, res in zip(paths, results, strict=True)]  # fmt: skip
-    runs.sort(key=lambda run: not run[2])  # a run that loads offline data first: its config is kept
-    results = [res for _path, res, _data in runs]
 
-    def compared(res: dict[str, Any], with_data: bool) -> dict[str, Any]:
-        skip = {"methods", "data_workers"} | (set() if with_data else set(_OFFLINE_DATA_SETTINGS))
+    # the settings of the offline data cannot matter to a run whose methods load none (sac_scratch)
+    def uses(res: dict[str, Any]) -> tuple[bool, bool]:
+        """(loads offline data, uses the Cal-QL settings)"""
+        methods = res["config"]["methods"]
+        calql = bool({MAIN_METHOD, "pretrained_only"} & set(methods))
+        return any(OFFLINE_KINDS.get(m) for m in methods), calql
+
+    runs = [(path, res, uses(res)) for path, res in zip(paths, results, strict=True)]
+    runs.sort(key=lambda run: (not run[2][1], not run[2][0]))  # the main method's run first: config kept
+    results = [res for _path, res, _uses in runs]
+
+    def compared(res: dict[str, Any], used: tuple[bool, bool]) -> dict[str, Any]:
+        skip = {"methods", "data_workers"} | (set() if used[0] else set(_OFFLINE_DATA_SETTINGS))
+        skip |= set() if used[1] else set(_PRETRAINED_SETTINGS)
         return {k: v for k, v in res["config"].items() if k not in skip}
 
-    for path, res, data in runs:
-        base, other = compared(results[0], data), compared(res, data)
+    for path, res, used in runs:
+        base, other = compared(results[0], used), compared(res, used)
         if other != base:
             diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
             raise ValueError(f"{path} was run with other settings ({', '.join(diff)}); cannot merge")

@@ -68,6 +68,7 @@ def run_learner_bench(
             batch_size=batch_size, recipe="wsrl", wsrl_warmup_transitions=1, network=net, agent=AgentConfig(),
             publish_every=10**9, log_every=10**9, checkpoint_every_s=1e9,
             actor_once_per_transition=actor_once_per_transition, bc_warmup_steps=0,
+            online_critic_warmup_updates=0,  # time the steady state: actor steps included
         )  # fmt: skip
         learner = Learner(cfg, f"{tmp}/run", buffer, device=device, log=lambda _m: None)
         group = max(1, round(cfg.utd_ratio)) if actor_once_per_transition else 1

@@ -98,12 +98,12 @@ def test_learns_task_conditioned_bandit_from_offline_data(cql_alpha: float) -> N
 
 @pytest.mark.parametrize(("target", "rises"), [(50.0, True), (-50.0, False)])
 def test_temperature_moves_the_entropy_toward_the_configured_target(target: float, rises: bool) -> None:
-    """AgentConfig.target_entropy: below the target the temperature rises (more spread), above it
-    the temperature falls; None is SAC's -action_dim."""
+    """AgentConfig.entropy_per_action_dim: below the target the temperature rises (more spread),
+    above it the temperature falls."""
     torch.manual_seed(0)
     nets = AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32))
-    assert Agent(nets, AgentConfig()).target_entropy == -float(nets.cfg.action_dim)
-    agent = Agent(nets, AgentConfig(target_entropy=target))
+    assert Agent(nets, AgentConfig()).target_entropy == -2.0 * nets.cfg.action_dim
+    agent = Agent(nets, AgentConfig(entropy_per_action_dim=target / nets.cfg.action_dim))
     before = agent.log_alpha.item()
     agent.update(_bandit_batch(16))
     assert (agent.log_alpha.item() > before) == rises

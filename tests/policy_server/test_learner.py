@@ -3,6 +3,7 @@ the update-to-data ratio and the WSRL warm-up are respected."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -148,6 +149,7 @@ def test_online_actor_trains_once_per_transition_critic_every_update(tmp_path, b
     """RLPD/SERL high-UTD schedule: at UTD 2, the actor (and temperature) step on every 2nd update."""
     _episode(buffer, 5, "online")
     cfg = _cfg(recipe="wsrl", wsrl_warmup_transitions=1, actor_once_per_transition=once)
+    cfg = dataclasses.replace(cfg, online_critic_warmup_updates=0)
     learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
     actor_moved, critic_moved = [], []
 

@@ -176,14 +176,13 @@ def test_command_line_overrides_are_typed_and_checked() -> None:
         lb.parse_overrides(["nonsense=1"])
     with pytest.raises(ValueError, match="takes a int"):
         lb.parse_overrides(["seed=two"])
-    assert lb.parse_overrides(["target_entropy=-10", "online_critic_warmup_updates=5"]) == {
-        "target_entropy": -10.0, "online_critic_warmup_updates": 5}  # fmt: skip
-    assert lb.parse_overrides(["target_entropy=none"]) == {"target_entropy": None}
-    cfg = LearningBenchConfig.quick(target_entropy=-10.0, online_critic_warmup_updates=5)
-    assert cfg.learner_config("calql_finetune").agent.target_entropy == -10.0
+    assert lb.parse_overrides(["entropy_per_action_dim=-3", "online_critic_warmup_updates=5"]) == {
+        "entropy_per_action_dim": -3.0, "online_critic_warmup_updates": 5}  # fmt: skip
+    cfg = LearningBenchConfig.quick(entropy_per_action_dim=-3.0, online_critic_warmup_updates=5)
+    assert cfg.learner_config("calql_finetune").agent.entropy_per_action_dim == -3.0
     assert cfg.learner_config("calql_finetune").online_critic_warmup_updates == 5
     sac = cfg.learner_config("sac_scratch")  # plain SAC keeps SAC's own settings
-    assert sac.agent.target_entropy is None and sac.online_critic_warmup_updates == 0
+    assert sac.agent.entropy_per_action_dim == -1.0 and sac.online_critic_warmup_updates == 0
 
 
 def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
@@ -197,6 +196,7 @@ def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
         return str(tmp_path / folder)
 
     a = fake_run("a", {"calql_finetune": 0.5, "pretrained_only": 0.2})
+    a_cfg = json.loads((tmp_path / "a" / "learning.json").read_text())["config"]
     b = fake_run("b", {"bc_only": 0.1})
     merged = lb.merge_results([a, b], str(tmp_path / "all"))
     assert list(merged["methods"]) == ["calql_finetune", "pretrained_only", "bc_only"]
@@ -215,3 +215,10 @@ def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
     e = fake_run("e", {"bc_only": 0.1}, demo_layout="new")
     with pytest.raises(ValueError, match="demo_layout"):
         lb.merge_results([a, e], str(tmp_path / "bad2"))
+    # baselines without Cal-QL may differ in its settings; the main method's run keeps its config
+    f = fake_run("f", {"bc_only": 0.1, "sac_scratch": 0.0}, online_critic_warmup_updates=0, bc_weight=2.5)
+    merged = lb.merge_results([f, a], str(tmp_path / "baselines"))
+    assert merged["config"]["bc_weight"] == a_cfg["bc_weight"] and len(merged["methods"]) == 4
+    g = fake_run("g", {"pretrained_only": 0.2}, cql_alpha=5.0)
+    with pytest.raises(ValueError, match="cql_alpha"):
+        lb.merge_results([a, g], str(tmp_path / "bad3"))
