@@ -37,7 +37,7 @@ EXAMPLES = """examples:
   robofume bench transport --json                  # ROS 2 frame and command latency across processes
   robofume robot --robot mock                      # mock arm + camera + safety gate as ROS 2 nodes
   robofume pretrain --data data/mock --run runs/mock  # offline Cal-QL pre-training, publishes weights
-  robofume learner --run runs/mock --recipe wsrl   # async online learner on the run's replay buffer
+  robofume learner --run runs/mock --recipe calql  # async online learner on the run's replay buffer
   robofume bench learner --json                    # learner updates/s (also: policy, buffer)
   robofume bench learning --preset medium --json   # success vs env steps, main method and baselines
   robofume bench classifier --preset quick --json  # classifier P/R vs user labels + latency per frame
@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         "attempt (mock: its own home; real: no homing unless set)",
     )
     ses.add_argument(
-        "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: wsrl)"
+        "--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe (default: calql)"
     )
     ses.add_argument(
         "--pretrain-steps", type=int, default=None, help="offline Cal-QL pre-training steps (default: 5000)"
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     lrn = verbs.add_parser(
         "learner",
         help="async online learner: trains from the run's replay buffer while the robot acts",
-        epilog="example: robofume learner --run runs/mock --recipe wsrl",
+        epilog="example: robofume learner --run runs/mock --recipe calql",
     )
     lrn.add_argument("--run", required=True, help="run folder made by `robofume pretrain`")
     lrn.add_argument("--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe")

@@ -72,7 +72,9 @@ class OnlineStage:
 
     duration_s: float = 600.0
     """Autonomous fine-tuning time (``--duration`` is in minutes)."""
-    recipe: str = "wsrl"
+    recipe: str = "calql"
+    """Online recipe of the learner: ``calql`` (offline and online data, the demos' BC term kept;
+    what the learning benchmark measures, docs/benchmarks.md), ``wsrl`` or ``rlpd``."""
     wsrl_warmup_transitions: int = 500
     control_hz: float = 10.0
     max_episode_steps: int = 100
