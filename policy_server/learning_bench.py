@@ -121,7 +121,7 @@ class LearningBenchConfig:
     online_steps: int = 20_000
     pretrain_steps: int = 20_000
     """Cal-QL pre-training updates after the BC warm-up."""
-    bc_warmup_steps: int = 2_000
+    bc_warmup_steps: int = 12_000
     """BC updates (encoder + actor, demos) that start pre-training; the bc_only baseline is exactly
     this BC, so the gap to it is what Cal-QL and fine-tuning add."""
     eval_every: int = 2_000
@@ -240,12 +240,12 @@ class LearningBenchConfig:
 
     @classmethod
     def medium(cls, **overrides: Any) -> LearningBenchConfig:
-        """Recorded CPU run (docs/benchmarks.md, "Latest run", with ``seed=1``): 2k BC + 2k Cal-QL
+        """Recorded CPU run (docs/benchmarks.md, "Latest run", with ``seed=2``): 12k BC + 2k Cal-QL
         pre-training updates, 10k online steps, 50 held-out scenes evaluated every 5k steps; about
-        35 min for the main method on one core (split the methods between processes with
+        an hour for the main method on one core (split the methods between processes with
         ``--set methods=...`` and ``--merge`` the results)."""
         base: dict[str, Any] = {
-            "online_steps": 10_000, "pretrain_steps": 2_000, "bc_warmup_steps": 2_000, "eval_every": 5_000,
+            "online_steps": 10_000, "pretrain_steps": 2_000, "bc_warmup_steps": 12_000, "eval_every": 5_000,
             "eval_episodes": 50, "batch_size": 64, "hidden_dim": 256, "demos_per_task": 20,
             "failures_per_task": 5, "prior": 40, "torch_threads": 1,
         }  # fmt: skip

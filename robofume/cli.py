@@ -357,13 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre = verbs.add_parser(
         "pretrain",
         help="offline Cal-QL pre-training on a dataset; publishes weights and checkpoints",
-        epilog="example: robofume pretrain --data data/mock --run runs/mock --bc-steps 2000 --steps 20000",
+        epilog="example: robofume pretrain --data data/mock --run runs/mock --bc-steps 12000 --steps 20000",
     )
     pre.add_argument("--data", required=True, help="dataset folder from `robofume data generate`")
     pre.add_argument("--run", required=True, help="run folder (buffer, weights, checkpoints, tb logs)")
     pre.add_argument("--steps", type=int, default=None, help="Cal-QL updates (default: config, 20000)")
     pre.add_argument(
-        "--bc-steps", type=int, default=None, help="BC warm-up updates before Cal-QL (default: config, 2000)"
+        "--bc-steps", type=int, default=None, help="BC warm-up updates before Cal-QL (default: config, 12000)"
     )
     _add_learner_args(pre)
     pre.set_defaults(func=_cmd_pretrain)
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrain-steps", type=int, default=None, help="offline Cal-QL pre-training steps (default: 5000)"
     )
     ses.add_argument(
-        "--bc-steps", type=int, default=None, help="BC warm-up steps before Cal-QL (default: 2000)"
+        "--bc-steps", type=int, default=None, help="BC warm-up steps before Cal-QL (default: 12000)"
     )
     ses.add_argument("--backbone-path", default=None, help="local classifier backbone folder")
     ses.add_argument("--namespace", default=None, help="robot namespace (default: none)")

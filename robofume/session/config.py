@@ -57,9 +57,10 @@ class ClassifierStage:
 class PretrainStage:
     """Offline Cal-QL pre-training (``robofume pretrain``)."""
 
-    bc_steps: int = 2000
+    bc_steps: int = 12_000
     """BC warm-up updates of encoder + actor on the demos (the CNN trains end to end here: the slow
-    stage on a CPU, about 45 ms per update at batch 64 on one core; docs/learning.md)."""
+    stage on a CPU, about 45 ms per update at batch 64 on one core, 9 min for 12k; on the mock arm
+    2k gave a 0 % policy and 12k a 76 % one; docs/learning.md)."""
     steps: int = 5000
     """Cal-QL updates after the warm-up, on the BC encoder's cached features (fast)."""
     image_size: int = 64
