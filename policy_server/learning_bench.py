@@ -95,8 +95,10 @@ PRESETS: tuple[str, ...] = ("quick", "medium", "full")
 EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 """Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
-_OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout")
-"""Bench settings that only shape the offline data (ignored when merging a run that loads none)."""
+_OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout",
+                          "bc_warmup_steps")  # fmt: skip
+"""Bench settings that only shape the offline data or what is learnt from it (the BC warm-up on the
+demos); ignored when merging a run that loads none."""
 _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
                         "encoder_bc_weight", "wsrl_warmup_transitions", "freeze_encoder_online",
                         "online_critic_warmup_updates", "entropy_per_action_dim")  # fmt: skip

@@ -208,7 +208,7 @@ def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
     with pytest.raises(ValueError, match="seed"):
         lb.merge_results([a, c], str(tmp_path / "bad"))
     # a run that loads no offline data may differ in the data settings, and nothing else
-    d = fake_run("d", {"sac_scratch": 0.0}, demo_layout="new", prior=7)
+    d = fake_run("d", {"sac_scratch": 0.0}, demo_layout="new", prior=7, bc_warmup_steps=3)
     merged = lb.merge_results([d, a], str(tmp_path / "with_sac"))
     assert list(merged["methods"]) == ["calql_finetune", "pretrained_only", "sac_scratch"]
     assert merged["config"]["demo_layout"] == "train" and merged["config"]["prior"] != 7
