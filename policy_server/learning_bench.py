@@ -678,8 +678,8 @@ def plot_learning(result: dict[str, Any], path: str) -> None:
     where = "training layout" if cfg.get("eval_layout", "new") == "train" else "new layouts"
     ax.set_ylabel(f"forward success, {cfg['eval_episodes']} held-out scenes ({where})")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"robofume learning bench: seed {cfg['seed']}, recipe {cfg['recipe']}, "
-                 f"{cfg['pretrain_steps']} pre-train updates")  # fmt: skip
+    ax.set_title(f"robofume learning bench: seed {cfg['seed']}, recipe {cfg['recipe']}, pre-training "
+                 f"{cfg.get('bc_warmup_steps', 0)} BC + {cfg['pretrain_steps']} Cal-QL updates")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
@@ -792,7 +792,11 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
     for path, res, used in runs:
         base, other = compared(results[0], used), compared(res, used)
         if other != base:
-            diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+            diff = sorted(
+                k
+                for k in base.keys() | other.keys()
+                if k not in base or k not in other or base[k] != other[k]
+            )
             raise ValueError(f"{path} was run with other settings ({', '.join(diff)}); cannot merge")
     methods: dict[str, dict[str, Any]] = {}
     for res in results:
