@@ -73,10 +73,10 @@ class LearnerConfig:
     wsrl_warmup_transitions: int = 5_000
     online_critic_warmup_updates: int = 2_500
     """Online: the first this many updates train the critic only; the actor and the temperature
-    start after them (critic-first). The pre-trained critic is far from calibrated (Q of 0/1-reward
-    data between -26 and +2.7 on the mock arm); measured from a 76 % BC policy, actor updates from
-    the first online step took it to 4 % within 2.5k steps, and with 2,500 critic-only updates first
-    it rose to 94 % at 5k (docs/benchmarks.md)."""
+    start after them (critic-first). The pre-trained critic is far from calibrated (on the mock arm,
+    Q of the data actions between -13 and +2.4 with 0/1 rewards). Measured from a 76 % BC policy:
+    actor updates from the first online step took it to 4 % within 2.5k steps; with 2,500
+    critic-only updates first it rose to 94 % at 5k (docs/benchmarks.md)."""
     freeze_encoder_online: bool = True
     """Online: keep the pre-trained encoder frozen and train the heads on cached features (fast)."""
     publish_every: int = 50
