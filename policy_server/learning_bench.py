@@ -244,7 +244,7 @@ class LearningBenchConfig:
     def medium(cls, **overrides: Any) -> LearningBenchConfig:
         """Recorded CPU run (docs/benchmarks.md, "Latest run", with ``seed=2``): 12k BC + 2k Cal-QL
         pre-training updates, 10k online steps, 50 held-out scenes evaluated every 5k steps; about
-        an hour for the main method on one core (split the methods between processes with
+        45 min for the main method on one core (30 of them training) (split the methods between processes with
         ``--set methods=...`` and ``--merge`` the results)."""
         base: dict[str, Any] = {
             "online_steps": 10_000, "pretrain_steps": 2_000, "bc_warmup_steps": 12_000, "eval_every": 5_000,
@@ -288,9 +288,10 @@ class LearningBenchConfig:
         )  # fmt: skip
         recipe, freeze = self.recipe, self.freeze_encoder_online
         if method == "sac_scratch":
-            # plain SAC: its own entropy target (-1 per dimension)
-            agent = replace(agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0)
-            agent = replace(agent, entropy_per_action_dim=-1.0)
+            # plain SAC, with SAC's own entropy target (-1 per dimension)
+            agent = replace(
+                agent, cql_alpha=0.0, bc_weight=0.0, encoder_bc_weight=0.0, entropy_per_action_dim=-1.0
+            )
             recipe, freeze = "calql", False
         return LearnerConfig(
             recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,

@@ -3,7 +3,6 @@ the update-to-data ratio and the WSRL warm-up are respected."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -21,7 +20,7 @@ SIZE = 32
 def _cfg(**kw) -> LearnerConfig:
     base = {
         "batch_size": 8, "utd_ratio": 2.0, "publish_every": 5, "checkpoint_every_s": 1e9, "log_every": 1000,
-        "wsrl_warmup_transitions": 6, "bc_warmup_steps": 0,
+        "wsrl_warmup_transitions": 6, "bc_warmup_steps": 0, "online_critic_warmup_updates": 0,
         "network": NetworkConfig(image_size=SIZE, hidden_dim=32, feature_dim=16, encoder_channels=8),
         "agent": AgentConfig(cql_num_actions=2),
     }  # fmt: skip
@@ -149,7 +148,6 @@ def test_online_actor_trains_once_per_transition_critic_every_update(tmp_path, b
     """RLPD/SERL high-UTD schedule: at UTD 2, the actor (and temperature) step on every 2nd update."""
     _episode(buffer, 5, "online")
     cfg = _cfg(recipe="wsrl", wsrl_warmup_transitions=1, actor_once_per_transition=once)
-    cfg = dataclasses.replace(cfg, online_critic_warmup_updates=0)
     learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
     actor_moved, critic_moved = [], []
 
