@@ -48,6 +48,16 @@ ensure_python() {
     || die "robofume needs Python 3.10-3.12, $PYTHON is $("$PYTHON" -V 2>&1); set PYTHON=/path/to/python3.11"
 }
 
+VENV_MIN_FREE_GB="${ROBOFUME_VENV_MIN_FREE_GB:-8}"  # torch with its CUDA libraries is about 6.6 GB installed
+
+check_free_space() {
+  local dir="$1" free_kb
+  free_kb="$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print $4}')"
+  [ -n "$free_kb" ] || return 0
+  [ "$free_kb" -ge $((VENV_MIN_FREE_GB * 1024 * 1024)) ] \
+    || die "the virtual environment needs about $VENV_MIN_FREE_GB GB free in $dir, only $((free_kb / 1024 / 1024)) GB are; free some space or set ROBOFUME_VENV=/path/with/space"
+}
+
 ros_sourced() {
   [ -n "${ROS_DISTRO:-}" ] && "$PYTHON" -c 'import rclpy' >/dev/null 2>&1
 }
@@ -63,6 +73,7 @@ ensure_venv() {
     return
   fi
   if [ ! -x "$VENV/bin/python" ]; then
+    check_free_space "$(dirname "$VENV")"
     log "creating virtual environment $VENV"
     local site=()
     ros_sourced && site=(--system-site-packages)

@@ -177,6 +177,9 @@ class LearningBenchConfig:
     entropy_per_action_dim: float = -2.0
     """calql_finetune: entropy target per action dimension (``AgentConfig.entropy_per_action_dim``;
     sac_scratch keeps SAC's -1)."""
+    explore_std_scale: float = 1.0
+    """Reset-free stream: act with the policy's spread times this (1: its own; 0: the mean action).
+    Evaluation always uses the mean action."""
     freeze_encoder_online: bool = True
     """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
     sac_scratch always trains its encoder: it has no pre-trained one."""
@@ -384,13 +387,19 @@ def policy_fingerprint(nets: AgentNetworks) -> str:
 
 
 def policy_action(
-    nets: AgentNetworks, obs: dict[str, Any], device: torch.device, deterministic: bool
+    nets: AgentNetworks,
+    obs: dict[str, Any],
+    device: torch.device,
+    deterministic: bool,
+    std_scale: float = 1.0,
 ) -> np.ndarray:
-    """``nets.act`` on one env observation; a float32 action in [-1, 1]^5."""
+    """``nets.act`` on one env observation; a float32 action in [-1, 1]^5 (``std_scale``: see
+    ``AgentNetworks.act``)."""
     image = torch.from_numpy(np.ascontiguousarray(obs["image"])[None]).to(device)
     proprio = torch.from_numpy(np.asarray(obs["proprio"], np.float32)[None]).to(device)
     task = torch.tensor([int(obs["task"])], device=device)
-    return nets.act(image, proprio, task, deterministic=deterministic)[0].cpu().numpy().astype(np.float32)
+    action = nets.act(image, proprio, task, deterministic=deterministic, std_scale=std_scale)
+    return action[0].cpu().numpy().astype(np.float32)
 
 
 def evaluate_forward(
@@ -520,7 +529,7 @@ def _online(
         bar = tqdm(total=cfg.online_steps, desc=method, unit="step", disable=not progress)
         for step in range(1, cfg.online_steps + 1):
             t = time.perf_counter()
-            action = policy_action(nets, obs, device, deterministic=False)
+            action = policy_action(nets, obs, device, deterministic=False, std_scale=cfg.explore_std_scale)
             t2 = time.perf_counter()
             obs, _r, terminated, truncated, info = env.step(action)
             t3 = time.perf_counter()

@@ -143,11 +143,12 @@ class TanhGaussianActor(nn.Module):
         const = mean.shape[-1] * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
         return action, per_dim.sum(-1) - const
 
-    def sample(self, state: torch.Tensor) -> torch.Tensor:
+    def sample(self, state: torch.Tensor, std_scale: float = 1.0) -> torch.Tensor:
         """An action drawn from pi(. | s) like ``forward`` (same random draw), without computing its
-        log-probability (the TD target needs only the action)."""
+        log-probability (the TD target needs only the action). ``std_scale`` multiplies the spread
+        (acting-time exploration: 1 is the policy's own, 0 its mean)."""
         mean, log_std = self.distribution(state)
-        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+        return torch.tanh(mean + std_scale * log_std.exp() * torch.randn_like(mean))
 
 
 class CriticEnsemble(nn.Module):
@@ -196,11 +197,19 @@ class AgentNetworks(nn.Module):
 
     @torch.no_grad()
     def act(
-        self, images: torch.Tensor, proprio: torch.Tensor, task: torch.Tensor, deterministic: bool = True
+        self,
+        images: torch.Tensor,
+        proprio: torch.Tensor,
+        task: torch.Tensor,
+        deterministic: bool = True,
+        std_scale: float = 1.0,
     ) -> torch.Tensor:
-        """Actions for a batch of observations (the policy server's entry point)."""
-        action, _ = self.actor(self.state(images, proprio, task), deterministic=deterministic)
-        return action
+        """Actions for a batch of observations (the policy server's entry point): the mean action when
+        ``deterministic``, else a draw with the policy's spread times ``std_scale``."""
+        state = self.state(images, proprio, task)
+        if deterministic or std_scale == 0.0:
+            return torch.tanh(self.actor.distribution(state)[0])
+        return self.actor.sample(state, std_scale)
 
     @torch.no_grad()
     def soft_update_targets(self, tau: float) -> None:

@@ -34,6 +34,25 @@ def test_task_changes_the_action() -> None:
     assert not torch.allclose(action[0], action[1])
 
 
+def test_acting_spread_scales_the_policy_noise() -> None:
+    """std_scale 0 is the mean action, 1 the policy's own draw (same random stream as ``forward``), and
+    a smaller scale lands closer to the mean."""
+    torch.manual_seed(0)
+    nets = AgentNetworks(NetworkConfig(image_size=32))
+    images, proprio, task = _obs(b=64)
+    mean = nets.act(images, proprio, task, deterministic=True)
+    assert torch.equal(nets.act(images, proprio, task, deterministic=False, std_scale=0.0), mean)
+    torch.manual_seed(1)
+    own = nets.act(images, proprio, task, deterministic=False)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        drawn, _ = nets.actor(nets.state(images, proprio, task))
+    assert torch.allclose(own, drawn)
+    torch.manual_seed(1)
+    narrow = nets.act(images, proprio, task, deterministic=False, std_scale=0.25)
+    assert (narrow - mean).abs().mean() < 0.5 * (own - mean).abs().mean()
+
+
 def test_text_embeddings_are_a_saved_buffer_and_validated() -> None:
     emb = torch.randn(2, 16)
     nets = AgentNetworks(NetworkConfig(image_size=32, task_embed_dim=16), text_embeddings=emb)
