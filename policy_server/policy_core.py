@@ -155,6 +155,7 @@ class PolicyServerCore:
         latency_window: int = 1000,
         cpu_threads: int = 1,
         config_factory: ConfigModelFactory | None = None,
+        explore_std_scale: float = 0.0,
     ) -> None:
         """Load the latest good version now (if any); see the class docstring.
 
@@ -162,7 +163,14 @@ class PolicyServerCore:
         One thread is the default because small-batch inference does not gain from more, and
         OpenMP threads competing with other busy processes (renderer, learner) made batch-1
         latency ~90x worse on a 2-core machine (0.96 ms -> 88 ms, measured).
+
+        ``explore_std_scale`` > 0 serves sampled actions, the policy's spread times this (online
+        fine-tuning explores; the model's ``act`` then takes ``deterministic`` and ``std_scale``);
+        0 serves the mean action.
         """
+        if not (math.isfinite(explore_std_scale) and explore_std_scale >= 0.0):
+            raise ValueError(f"explore_std_scale must be a finite number >= 0, got {explore_std_scale!r}")
+        self.explore_std_scale = float(explore_std_scale)
         if model_factory is not None and config_factory is not None:
             raise ValueError("give either model_factory (one architecture) or config_factory (per version)")
         self.model_factory = model_factory
@@ -238,7 +246,13 @@ class PolicyServerCore:
             tasks = torch.tensor([int(requests[i].task) for i in valid], dtype=torch.int64)
             dev = self.device
             with torch.inference_mode():
-                out = served.model.act(images.to(dev), proprio.to(dev), tasks.to(dev))
+                if self.explore_std_scale > 0.0:
+                    out = served.model.act(
+                        images.to(dev), proprio.to(dev), tasks.to(dev),
+                        deterministic=False, std_scale=self.explore_std_scale,
+                    )  # fmt: skip
+                else:
+                    out = served.model.act(images.to(dev), proprio.to(dev), tasks.to(dev))
             out_np = out.detach().float().cpu().numpy()
             for row, i in enumerate(valid):
                 action = out_np[row]

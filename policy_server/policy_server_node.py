@@ -16,7 +16,8 @@ architecture may change between versions.
 
 Parameters: ``weights_dir`` (required), ``robots``, ``max_batch_wait_ms``, ``watch_interval_s``,
 ``image_size`` (frames of another size are rejected and counted; 0 accepts any), ``device``,
-``allow_untrained``, ``diagnostics_hz``.
+``allow_untrained``, ``diagnostics_hz``, ``explore_std_scale`` (0: mean actions; > 0: sampled
+actions with the policy's spread times this, as online fine-tuning needs).
 
 Run (two robots): ``python -m policy_server.policy_server_node --ros-args``
 ``-p weights_dir:=runs/x/weights -p robots:="['r1','r2']"``
@@ -118,6 +119,7 @@ class PolicyServerNode(Node):
         self.declare_parameter("device", "auto")
         self.declare_parameter("allow_untrained", False)
         self.declare_parameter("diagnostics_hz", 1.0)
+        self.declare_parameter("explore_std_scale", 0.0)
         weights_dir = str(self.get_parameter("weights_dir").value)
         if not weights_dir:
             raise ValueError(
@@ -140,6 +142,7 @@ class PolicyServerNode(Node):
             allow_untrained=bool(self.get_parameter("allow_untrained").value),
             image_shape=(self.image_size, self.image_size, 3) if self.image_size else None,
             proprio_dim=PROPRIO_DIM,
+            explore_std_scale=float(self.get_parameter("explore_std_scale").value),
         )
         self.robots = robots
         self._state = {r: _RobotState() for r in robots}

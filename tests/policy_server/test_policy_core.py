@@ -347,3 +347,25 @@ def test_older_version_of_another_architecture_loads_when_the_newest_is_broken(t
     resp = core.infer([req])[0]
     assert resp.weight_version == 1 and sorted(core.bad_versions) == [2]
     np.testing.assert_allclose(resp.action, _net_expected(16, w1, req), rtol=1e-5, atol=1e-5)
+
+
+def test_exploration_serves_sampled_actions_around_the_mean(tmp_path) -> None:
+    """explore_std_scale > 0 draws from the policy (spread times the scale); 0 serves the mean; a
+    negative or non-finite scale is refused."""
+    store = WeightStore(tmp_path)
+    weights = _publish_net(store, hidden=16, seed=0, step=1)
+    req = request("r1", seed=3)
+    mean = _net_expected(16, weights, req)
+    plain = PolicyServerCore(None, store, device="cpu")
+    np.testing.assert_allclose(plain.infer([req])[0].action, mean, atol=1e-6)
+    torch.manual_seed(0)
+    exploring = PolicyServerCore(None, store, device="cpu", explore_std_scale=1.0)
+    wide = np.stack([exploring.infer([req])[0].action for _ in range(50)])
+    narrow = np.stack([PolicyServerCore(None, store, device="cpu", explore_std_scale=0.1).infer([req])[0].action
+                       for _ in range(10)])  # fmt: skip
+    assert np.abs(wide - mean).mean() > 0.05 and np.ptp(wide, axis=0).min() > 0
+    assert np.abs(narrow - mean).mean() < 0.5 * np.abs(wide - mean).mean()
+    assert np.all(np.abs(wide) <= 1.0)
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="explore_std_scale"):
+            PolicyServerCore(None, store, device="cpu", explore_std_scale=bad)
