@@ -77,6 +77,9 @@ class OnlineStage:
     """Online recipe of the learner: ``calql`` (offline and online data, the demos' BC term kept;
     what the learning benchmark measures, docs/benchmarks.md), ``wsrl`` or ``rlpd``."""
     wsrl_warmup_transitions: int = 500
+    explore_std_scale: float = 1.0
+    """The policy server acts with the policy's spread times this (0: the mean action, no
+    exploration); the learning benchmark's stream samples with 1 as well."""
     control_hz: float = 10.0
     max_episode_steps: int = 100
     stuck_after: int = 20
@@ -126,6 +129,9 @@ class SessionConfig:
             raise SessionConfigError("--robot real needs --limits-file: the safety limits YAML of your arm")
         if not self.online.duration_s > 0:
             raise SessionConfigError(f"duration must be > 0 s, got {self.online.duration_s}")
+        scale = self.online.explore_std_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < float("inf"):
+            raise SessionConfigError(f"explore_std_scale must be a number >= 0, got {scale!r}")
         if self.online.recipe not in ("calql", "wsrl", "rlpd"):
             raise SessionConfigError(f"recipe must be calql, wsrl or rlpd, got {self.online.recipe!r}")
         if self.pretrain.steps < 0 or self.pretrain.bc_steps < 0:

@@ -40,6 +40,7 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             "weights_dir": os.path.abspath(os.path.join(cfg.run_dir, "weights")),
             "image_size": cfg.data_stage.image_size,
             "device": cfg.device,
+            "explore_std_scale": float(o.explore_std_scale),
         },
         "reward": {
             "classifier_path": os.path.abspath(cfg.classifier_dir),

@@ -361,8 +361,8 @@ def test_exploration_serves_sampled_actions_around_the_mean(tmp_path) -> None:
     torch.manual_seed(0)
     exploring = PolicyServerCore(None, store, device="cpu", explore_std_scale=1.0)
     wide = np.stack([exploring.infer([req])[0].action for _ in range(50)])
-    narrow = np.stack([PolicyServerCore(None, store, device="cpu", explore_std_scale=0.1).infer([req])[0].action
-                       for _ in range(10)])  # fmt: skip
+    narrowing = PolicyServerCore(None, store, device="cpu", explore_std_scale=0.1)
+    narrow = np.stack([narrowing.infer([req])[0].action for _ in range(10)])
     assert np.abs(wide - mean).mean() > 0.05 and np.ptp(wide, axis=0).min() > 0
     assert np.abs(narrow - mean).mean() < 0.5 * np.abs(wide - mean).mean()
     assert np.all(np.abs(wide) <= 1.0)

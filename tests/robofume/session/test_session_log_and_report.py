@@ -111,6 +111,8 @@ def test_config_round_trip_and_errors() -> None:
         config_from_dict({"online": {"home": [0.4, 0.0]}})
     with pytest.raises(SessionConfigError, match="already_done_steps"):
         config_from_dict({"online": {"already_done_steps": -1}})
+    with pytest.raises(SessionConfigError, match="explore_std_scale"):
+        config_from_dict({"online": {"explore_std_scale": -0.5}})
 
 
 def test_node_overrides_set_homing_per_robot() -> None:
@@ -124,6 +126,15 @@ def test_node_overrides_set_homing_per_robot() -> None:
     ctrl = node_overrides(real)["reset_free_controller"]
     assert ctrl["homing"] is True and ctrl["home_xyz"] == [0.3, 0.0, 0.25] and ctrl["home_yaw"] == 0.5
     assert ctrl["limits_file"].endswith("limits.yaml")
+
+
+def test_node_overrides_pass_exploration_to_the_policy_server() -> None:
+    from robofume.session.runner import node_overrides
+
+    assert node_overrides(SessionConfig())["policy_server"]["explore_std_scale"] == 1.0
+    cfg = SessionConfig()
+    cfg.online.explore_std_scale = 0.0
+    assert node_overrides(cfg)["policy_server"]["explore_std_scale"] == 0.0
 
 
 def test_system_scalars_updates_per_second_and_latencies() -> None:
