@@ -131,10 +131,10 @@ def test_node_overrides_set_homing_per_robot() -> None:
 def test_node_overrides_pass_exploration_to_the_policy_server() -> None:
     from robofume.session.runner import node_overrides
 
-    assert node_overrides(SessionConfig())["policy_server"]["explore_std_scale"] == 1.0
+    assert node_overrides(SessionConfig())["policy_server"]["explore_std_scale"] == 0.0
     cfg = SessionConfig()
-    cfg.online.explore_std_scale = 0.0
-    assert node_overrides(cfg)["policy_server"]["explore_std_scale"] == 0.0
+    cfg.online.explore_std_scale = 0.5
+    assert node_overrides(cfg)["policy_server"]["explore_std_scale"] == 0.5
 
 
 def test_system_scalars_updates_per_second_and_latencies() -> None:
