@@ -27,6 +27,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A signal shuts the context down from rclpy's handler; a callback already running then fails
+        # (e.g. "publisher's context is invalid"). That is part of a clean stop, not a node error.
+        if rclpy.ok(context=node.context):
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
