@@ -171,6 +171,10 @@ class PolicyServerCore:
         if not (math.isfinite(explore_std_scale) and explore_std_scale >= 0.0):
             raise ValueError(f"explore_std_scale must be a finite number >= 0, got {explore_std_scale!r}")
         self.explore_std_scale = float(explore_std_scale)
+        # mean actions keep the plain ``act(images, proprio, task)`` contract
+        self._act_kwargs: dict[str, Any] = {}
+        if self.explore_std_scale > 0:
+            self._act_kwargs = {"deterministic": False, "std_scale": self.explore_std_scale}
         if model_factory is not None and config_factory is not None:
             raise ValueError("give either model_factory (one architecture) or config_factory (per version)")
         self.model_factory = model_factory
@@ -246,13 +250,7 @@ class PolicyServerCore:
             tasks = torch.tensor([int(requests[i].task) for i in valid], dtype=torch.int64)
             dev = self.device
             with torch.inference_mode():
-                if self.explore_std_scale > 0.0:
-                    out = served.model.act(
-                        images.to(dev), proprio.to(dev), tasks.to(dev),
-                        deterministic=False, std_scale=self.explore_std_scale,
-                    )  # fmt: skip
-                else:
-                    out = served.model.act(images.to(dev), proprio.to(dev), tasks.to(dev))
+                out = served.model.act(images.to(dev), proprio.to(dev), tasks.to(dev), **self._act_kwargs)
             out_np = out.detach().float().cpu().numpy()
             for row, i in enumerate(valid):
                 action = out_np[row]

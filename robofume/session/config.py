@@ -81,7 +81,7 @@ class OnlineStage:
     """The policy server acts with the policy's spread times this; 0, the default, is the mean action.
     On the mock (seed 1, docs/benchmarks.md) sampled actions (1) made the reset-free stream fail far
     more often (5 forward successes in 41 attempts, against 20 in 39 with the mean action), which
-    starves the classifier reward and trips stuck detection, for no clear gain on held-out scenes."""
+    starves the classifier reward and can trip stuck detection, for no clear gain on held-out scenes."""
     control_hz: float = 10.0
     max_episode_steps: int = 100
     stuck_after: int = 20
