@@ -20,7 +20,12 @@ replaces an unjudged one. Stale, missing or undecodable input, no task, or a fai
 "unknown", never "success"; while no frames arrive an "unknown" verdict is published ``heartbeat_hz``
 times a second.
 
-Parameters: ``classifier_path`` (required: folder from ``robofume reward train``), ``max_frame_age_s``
+Simulation only: with ``source:=ground_truth`` the node judges from the mock arm's ``sim/ground_truth``
+(std_msgs/String JSON) instead of a classifier (:mod:`reward_vlm.ground_truth_reward`; every other rule
+is the same), which separates classifier errors from RL problems on the mock.
+
+Parameters: ``source`` ("classifier" or "ground_truth"), ``classifier_path`` (required with the
+classifier: folder from ``robofume reward train``), ``max_frame_age_s``
 (0.5), ``confirm_frames`` (3; 0 = the checkpoint's), ``rate_hz`` (15, most judgements a second, 0 = no
 cap), ``heartbeat_hz`` (2), ``cpu_threads`` (1), ``device`` ("cpu"), ``phase_transient_local`` (true).
 
@@ -45,6 +50,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 
+from reward_vlm.ground_truth_reward import GroundTruthSuccess
 from reward_vlm.reward_core import (
     ClassifierLike,
     RewardConfigError,
@@ -58,7 +64,9 @@ from robofume_robot.node_main import run_node
 from robofume_robot.ros_image import from_image_msg, sec_to_stamp, stamp_to_sec
 
 _DEFAULTS = RewardNodeConfig()
+SOURCES: tuple[str, ...] = ("classifier", "ground_truth")
 _PARAMS: dict[str, tuple[type, Any]] = {
+    "source": (str, "classifier"),
     "classifier_path": (str, _DEFAULTS.classifier_path),
     "max_frame_age_s": (float, _DEFAULTS.max_frame_age_s),
     "confirm_frames": (int, _DEFAULTS.confirm_frames),
@@ -96,9 +104,17 @@ class RewardNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
             values[name] = _convert(name, kind, self.get_parameter(name).value)
         transient_local = values.pop("phase_transient_local")
+        source = values.pop("source")
+        self.truth: GroundTruthSuccess | None = None
         try:
+            if source not in SOURCES:
+                raise RewardConfigError(
+                    f"parameter 'source' must be one of {', '.join(SOURCES)}, got {source!r}"
+                )
             self.config = RewardNodeConfig(**values).validate()
-            if classifier is None:
+            if classifier is None and source == "ground_truth":
+                classifier = self.truth = GroundTruthSuccess(max_age_s=self.config.max_frame_age_s)
+            elif classifier is None:
                 classifier = load_classifier(self.config)
             self.judge = RewardJudge(classifier, self.config, clock=self._now)
         except RewardConfigError as exc:
@@ -109,13 +125,16 @@ class RewardNode(Node):
         self.success_pub = self.create_publisher(Header, "reward/success", 10)
         self.create_subscription(Image, "camera/color/image_raw", self._on_frame, qos_profile_sensor_data)
         self.create_subscription(String, "reset_free/phase", self._on_phase, phase_qos(transient_local))
+        if self.truth is not None:
+            self.create_subscription(String, "sim/ground_truth", self._on_truth, 10)
         self.judge.on_callback_error = lambda exc: self.get_logger().error(
             f"publishing a verdict failed: {exc}", throttle_duration_sec=5
         )
         self._last_reason = ""
         self.judge.start(self._publish)
         self.get_logger().info(
-            f"judging tasks {', '.join(classifier.tasks)}; k={self.judge.confirm_frames}, "
+            f"judging tasks {', '.join(classifier.tasks)} from {source.replace('_', ' ')}; "
+            f"k={self.judge.confirm_frames}, "
             f"max frame age {self.config.max_frame_age_s} s"
         )
 
@@ -126,6 +145,13 @@ class RewardNode(Node):
         task = msg.data if msg.data in TASK_NAMES else None
         if self.judge.set_task(task):
             self.get_logger().info(f"phase {msg.data!r}: {'judging ' + task if task else 'no task'}")
+
+    def _on_truth(self, msg: String) -> None:
+        assert self.truth is not None
+        try:
+            self.truth.update(msg.data)
+        except ValueError as exc:
+            self.get_logger().warning(f"sim/ground_truth ignored: {exc}", throttle_duration_sec=5)
 
     def _on_frame(self, msg: Image) -> None:
         try:

@@ -248,6 +248,10 @@ def _cmd_session(args: argparse.Namespace) -> int:
         cfg.online.record_mcap = True
     if args.backbone_path:
         cfg.classifier.backbone_path = args.backbone_path
+    if args.reward:
+        cfg.reward = args.reward.replace("-", "_")
+    if args.allow_weak_classifier:
+        cfg.classifier.allow_weak = True
     cfg.validate()
     if args.prepare_only:
         metrics = prepare(cfg)
@@ -407,6 +411,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--bc-steps", type=int, default=None, help="BC warm-up steps before Cal-QL (default: 12000)"
     )
     ses.add_argument("--backbone-path", default=None, help="local classifier backbone folder")
+    ses.add_argument(
+        "--reward",
+        choices=["classifier", "ground-truth"],
+        default=None,
+        help="reward source: the success classifier (default) or, mock only, the simulator's ground "
+        "truth (a perfect reward, to tell classifier problems from RL problems)",
+    )
+    ses.add_argument(
+        "--allow-weak-classifier",
+        action="store_true",
+        help="start even when the classifier's held-out precision is below min_precision (0.5); "
+        "a real-robot session refuses otherwise",
+    )
     ses.add_argument("--namespace", default=None, help="robot namespace (default: none)")
     ses.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
     ses.add_argument(

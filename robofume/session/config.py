@@ -11,6 +11,7 @@ from typing import Any
 from robofume.atomic_io import write_json_atomic
 
 ROBOT_FLAVOURS: tuple[str, ...] = ("mock", "real")
+REWARD_SOURCES: tuple[str, ...] = ("classifier", "ground_truth")
 
 
 class SessionConfigError(ValueError):
@@ -48,6 +49,11 @@ class ClassifierStage:
     epochs: int = 10
     image_size: int = 128
     target_precision: float = 0.95
+    min_precision: float = 0.5
+    """Held-out precision below which the classifier counts as too weak to reward from: a real-robot
+    session then refuses to start (its false successes would train the policy on wrong rewards), a
+    mock session warns. ``allow_weak`` overrides the refusal."""
+    allow_weak: bool = False
     confirm_frames: int = 2
     auto_label_positives: int = 20
     """Mock only: success frames per task taken from the scripted demos as stand-in user labels."""
@@ -112,6 +118,10 @@ class SessionConfig:
     """Safety limits YAML of the real arm (required with ``robot=real``; the mock uses its own)."""
     seed: int = 0
     device: str = "auto"
+    reward: str = "classifier"
+    """Where the reward comes from: ``classifier`` (the success classifier, as on a real robot) or,
+    on the mock only, ``ground_truth`` (the simulator's own checker through the same reward node: a
+    perfect reward, to tell classifier problems from RL problems; no classifier is trained)."""
     data_stage: DataStage = field(default_factory=DataStage)
     classifier: ClassifierStage = field(default_factory=ClassifierStage)
     pretrain: PretrainStage = field(default_factory=PretrainStage)
@@ -129,6 +139,16 @@ class SessionConfig:
             raise SessionConfigError("--robot real needs --labels: a label file made with `robofume label`")
         if self.robot == "real" and not self.limits_file:
             raise SessionConfigError("--robot real needs --limits-file: the safety limits YAML of your arm")
+        if self.reward not in REWARD_SOURCES:
+            raise SessionConfigError(
+                f"reward must be one of {', '.join(REWARD_SOURCES)}, got {self.reward!r}"
+            )
+        if self.reward == "ground_truth" and self.robot != "mock":
+            raise SessionConfigError(
+                "reward ground_truth exists only in simulation: use it with --robot mock"
+            )
+        if not 0 <= self.classifier.min_precision <= 1:
+            raise SessionConfigError(f"min_precision must be in [0, 1], got {self.classifier.min_precision}")
         if not self.online.duration_s > 0:
             raise SessionConfigError(f"duration must be > 0 s, got {self.online.duration_s}")
         scale = self.online.explore_std_scale

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from robofume.atomic_io import write_json_atomic
-from robofume.session.config import SessionConfig, mock_scene_seed
+from robofume.session.config import SessionConfig, SessionConfigError, mock_scene_seed
 
 Log = Callable[[str], None]
 
@@ -190,6 +190,49 @@ def ensure_classifier(
     write_json_atomic(metrics_path, metrics)
     _mark_done(cfg, "classifier", settings)
     return metrics
+
+
+def weak_classifier_tasks(cfg: SessionConfig, metrics: dict[str, Any]) -> dict[str, float]:
+    """Tasks whose held-out precision (at the chosen threshold) is below ``classifier.min_precision``,
+    with that precision; a task without a measured precision counts as weak (precision 0)."""
+    weak = {}
+    for task, m in sorted(metrics.items()):
+        if not isinstance(m, dict):
+            continue
+        precision = m.get("precision")
+        value = float(precision) if isinstance(precision, (int, float)) else 0.0
+        if value < cfg.classifier.min_precision:
+            weak[task] = value
+    return weak
+
+
+def check_classifier(cfg: SessionConfig, metrics: dict[str, Any], log: Log = print) -> str:
+    """Refuse (real robot) or warn (mock) when the classifier is too weak to reward from.
+
+    Returns the warning ("" when the classifier passes); raises :class:`SessionConfigError` with one
+    line on a real robot unless ``classifier.allow_weak`` is set."""
+    weak = weak_classifier_tasks(cfg, metrics)
+    if not weak:
+        return ""
+    found = ", ".join(f"{task} {value:.3f}" for task, value in weak.items())
+    message = (
+        f"the success classifier's held-out precision ({found}) is below min_precision "
+        f"{cfg.classifier.min_precision}: most of its successes would be false, and the policy would "
+        "learn from wrong rewards"
+    )
+    if cfg.robot == "real" and not cfg.classifier.allow_weak:
+        raise SessionConfigError(
+            f"{message}; label more successes and failures (robofume label), use a pretrained backbone, "
+            "or pass --allow-weak-classifier"
+        )
+    hint = (
+        ""
+        if cfg.robot == "real"
+        else "; on the mock, --reward ground-truth shows the RL with a perfect reward"
+    )
+    warning = f"WARNING: {message}{hint}"
+    log(warning)
+    return warning
 
 
 # --- 4. pre-training -------------------------------------------------------------------------------

@@ -108,6 +108,26 @@ def _fmt(value: Any, pct: bool = False) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
+def _reward_lines(context: dict[str, Any]) -> list[str]:
+    """The report's lines on where the reward came from, and a warning for a weak classifier."""
+    if context.get("reward") == "ground_truth":
+        return [
+            "**Reward: ground truth from the simulator** (`--reward ground-truth`), not the success "
+            "classifier: this run shows the RL with a perfect reward.",
+            "",
+        ]
+    weak = context.get("weak_classifier") or {}
+    if not weak:
+        return ["Reward: the success classifier.", ""]
+    found = ", ".join(f"{task} {value:.3f}" for task, value in weak.items())
+    return [
+        f"**Warning: weak reward.** The success classifier's held-out precision ({found}) was below "
+        f"{context.get('min_precision', '?')} before the session started, so most of its successes are "
+        "likely false and the learner trained on them. Judge the run by the ground-truth columns.",
+        "",
+    ]
+
+
 def write_report(
     log: SessionLog, folder: str, context: dict[str, Any], classifier_metrics: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -134,18 +154,19 @@ def write_report(
         f"{summary['duration_s'] / 60:.1f} min of autonomous fine-tuning, "
         f"recipe `{context.get('recipe', '?')}`, {summary['transitions']} transitions recorded.",
         "",
-        "| task | attempts | already done | success (classifier) | success (ground truth) "
+        *_reward_lines(context),
+        "| task | attempts | already done | success (reward) | success (ground truth) "
         "| ground truth, last half |",
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        "Attempts exclude episodes that were *already done*: the classifier confirmed success within "
+        "Attempts exclude episodes that were *already done*: the reward confirmed success within "
         "the first steps, because the object already lay where the task wants it (typically after the "
         "other task failed). They are stored as successes for the learner but not counted as any.",
         "",
         "![success](success.png)",
         "",
-        "## Classifier",
+        "## Reward: success events",
         "",
         f"- confirmed success events: {c['success_events']}; precision against ground truth: "
         f"{_fmt(c['event_precision_ground_truth'], True)}",

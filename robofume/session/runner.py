@@ -19,7 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from robofume.session.config import SessionConfig, mock_scene_seed, save_config
-from robofume.session.prepare import ensure_classifier, ensure_data, ensure_labels, ensure_pretrained
+from robofume.session.prepare import (
+    check_classifier,
+    ensure_classifier,
+    ensure_data,
+    ensure_labels,
+    ensure_pretrained,
+    weak_classifier_tasks,
+)
 from robofume.session.report import write_report
 from robofume.session.session_log import SessionLog
 
@@ -42,10 +49,15 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             "device": cfg.device,
             "explore_std_scale": float(o.explore_std_scale),
         },
-        "reward": {
-            "classifier_path": os.path.abspath(cfg.classifier_dir),
-            "confirm_frames": cfg.classifier.confirm_frames,
-        },
+        "reward": (
+            {"source": "ground_truth", "confirm_frames": cfg.classifier.confirm_frames}
+            if cfg.reward == "ground_truth"
+            else {
+                "source": "classifier",
+                "classifier_path": os.path.abspath(cfg.classifier_dir),
+                "confirm_frames": cfg.classifier.confirm_frames,
+            }
+        ),
         "reset_free_controller": {
             "control_hz": o.control_hz,
             "max_episode_steps": o.max_episode_steps,
@@ -97,12 +109,19 @@ def learner_command(cfg: SessionConfig) -> list[str]:
 
 
 def prepare(cfg: SessionConfig, log: Log = _stderr) -> dict[str, Any]:
-    """Run the cached preparation stages; returns the classifier's held-out metrics."""
+    """Run the cached preparation stages; returns the classifier's held-out metrics (empty with the
+    ground-truth reward, which needs no classifier). A classifier below ``min_precision`` stops a
+    real-robot session here (:func:`~robofume.session.prepare.check_classifier`) before the pre-training."""
     os.makedirs(cfg.out, exist_ok=True)
     save_config(cfg, os.path.join(cfg.out, "session_config.json"))
     data_dir = ensure_data(cfg, log)
-    labels = ensure_labels(cfg, data_dir, log)
-    metrics = ensure_classifier(cfg, data_dir, labels, log)
+    metrics: dict[str, Any] = {}
+    if cfg.reward == "classifier":
+        labels = ensure_labels(cfg, data_dir, log)
+        metrics = ensure_classifier(cfg, data_dir, labels, log)
+        check_classifier(cfg, metrics, log)
+    else:
+        log("reward: ground truth from the simulator (no classifier trained)")
     ensure_pretrained(cfg, data_dir, log)
     return metrics
 
@@ -259,6 +278,11 @@ def run_session(
         "recipe": cfg.online.recipe,
         "duration_s": cfg.online.duration_s,
         "restarts": restarts,
+        "reward": cfg.reward,
+        "weak_classifier": weak_classifier_tasks(cfg, classifier_metrics)
+        if cfg.reward == "classifier"
+        else {},
+        "min_precision": cfg.classifier.min_precision,
     }
     summary = write_report(session_log, cfg.report_dir, context_info, classifier_metrics)
     log(f"report: {os.path.join(cfg.report_dir, 'report.md')}")

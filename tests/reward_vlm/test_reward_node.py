@@ -153,6 +153,7 @@ def test_slow_classifier_judges_the_newest_frame_without_backlog(tmp_path: Path)
         ({"max_frame_age_s": -1.0}, True, "max_frame_age_s"),
         ({"confirm_frames": "three"}, True, "confirm_frames"),
         ({"classifier_path": "/nonexistent/classifier"}, False, "not a folder"),
+        ({"source": "oracle"}, True, "'source' must be one of classifier, ground_truth"),
     ],
 )
 def test_bad_parameters_are_one_line_errors(params: dict[str, Any], hook: bool, message: str) -> None:

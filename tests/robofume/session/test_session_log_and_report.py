@@ -146,3 +146,78 @@ def test_system_scalars_updates_per_second_and_latencies() -> None:
     log.on_reward_latency(12.0, 21.0)
     assert writer.tags["system/learner_updates_per_s"] == [20.0]
     assert writer.tags["system/policy_p99_ms"] == [4.0] and writer.tags["system/reward_latency_ms"] == [12.0]
+
+
+def test_reward_source_config_and_node_overrides() -> None:
+    from robofume.session.runner import node_overrides
+
+    assert node_overrides(SessionConfig())["reward"]["source"] == "classifier"
+    truth = node_overrides(SessionConfig(reward="ground_truth"))["reward"]
+    assert truth["source"] == "ground_truth" and "classifier_path" not in truth
+    with pytest.raises(SessionConfigError, match="only in simulation"):
+        SessionConfig(
+            robot="real", data="d", labels="l.json", limits_file="x.yaml", reward="ground_truth"
+        ).validate()
+    with pytest.raises(SessionConfigError, match="reward must be one of"):
+        config_from_dict({"reward": "oracle"})
+    with pytest.raises(SessionConfigError, match="min_precision"):
+        config_from_dict({"classifier": {"min_precision": 1.5}})
+
+
+WEAK_METRICS = {
+    "forward": {"precision": 0.027, "attainable": False},
+    "backward": {"precision": 1.0, "attainable": True},
+}
+
+
+def test_weak_classifier_refuses_a_real_robot_and_warns_on_the_mock() -> None:
+    from robofume.session.prepare import check_classifier, weak_classifier_tasks
+
+    real = SessionConfig(robot="real", data="d", labels="l.json", limits_file="x.yaml")
+    assert weak_classifier_tasks(real, WEAK_METRICS) == {"forward": 0.027}
+    assert weak_classifier_tasks(real, {"forward": {"note": "no precision"}}) == {"forward": 0.0}
+    with pytest.raises(SessionConfigError) as info:
+        check_classifier(real, WEAK_METRICS, log=lambda m: None)
+    assert "forward 0.027" in str(info.value) and "--allow-weak-classifier" in str(info.value)
+    assert "\n" not in str(info.value)
+    said: list[str] = []
+    real.classifier.allow_weak = True
+    assert check_classifier(real, WEAK_METRICS, said.append).startswith("WARNING:") and len(said) == 1
+    mock = SessionConfig()
+    warning = check_classifier(mock, WEAK_METRICS, said.append)
+    assert "--reward ground-truth" in warning and "forward 0.027" in warning
+    strong = {"forward": {"precision": 0.96}, "backward": {"precision": 0.5}}
+    assert check_classifier(real, strong, said.append) == "" and len(said) == 2
+
+
+def test_prepare_with_ground_truth_reward_trains_no_classifier(tmp_path, monkeypatch) -> None:
+    from robofume.session import runner
+
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "ensure_data", lambda cfg, log: calls.append("data") or "data_dir")
+    monkeypatch.setattr(runner, "ensure_labels", lambda *a: calls.append("labels") or "labels.json")
+    monkeypatch.setattr(runner, "ensure_classifier", lambda *a: calls.append("classifier") or WEAK_METRICS)
+    monkeypatch.setattr(runner, "ensure_pretrained", lambda *a: calls.append("pretrain") or {})
+    said: list[str] = []
+    metrics = runner.prepare(SessionConfig(out=str(tmp_path), reward="ground_truth"), said.append)
+    assert metrics == {} and calls == ["data", "pretrain"] and "ground truth" in said[0]
+    calls.clear()
+    real = SessionConfig(out=str(tmp_path), robot="real", data="d", labels="l.json", limits_file="x.yaml")
+    with pytest.raises(SessionConfigError, match="below min_precision"):
+        runner.prepare(real, said.append)
+    assert calls == ["data", "labels", "classifier"], "refused before the (long) pre-training"
+
+
+def test_report_names_the_reward_source_and_a_weak_classifier(tmp_path) -> None:
+    log, _ = simulated_log()
+    write_report(log, str(tmp_path / "a"), {"robot": "mock", "reward": "ground_truth"})
+    assert "Reward: ground truth from the simulator" in (tmp_path / "a" / "report.md").read_text()
+    context = {
+        "robot": "mock",
+        "reward": "classifier",
+        "weak_classifier": {"forward": 0.027},
+        "min_precision": 0.5,
+    }
+    write_report(log, str(tmp_path / "b"), context)
+    text = (tmp_path / "b" / "report.md").read_text()
+    assert "Warning: weak reward" in text and "forward 0.027" in text
