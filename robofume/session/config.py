@@ -101,6 +101,9 @@ class OnlineStage:
     record_mcap: bool = False
     mcap_image_every_n: int = 5
     learner_threads: int = 1
+    learner_nice: int = 10
+    """Scheduling niceness added to the learner process (0-19): the control loop's nodes get the CPU
+    first, the learner what is left. 0 shares the CPU equally."""
 
 
 @dataclass
@@ -168,6 +171,9 @@ class SessionConfig:
                 )
         if self.online.already_done_steps < 0:
             raise SessionConfigError(f"already_done_steps must be >= 0, got {self.online.already_done_steps}")
+        nice = self.online.learner_nice
+        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+            raise SessionConfigError(f"learner_nice must be an integer in [0, 19], got {nice!r}")
         if not self.online.control_hz > 0:
             raise SessionConfigError(f"control_hz must be > 0, got {self.online.control_hz}")
         return self

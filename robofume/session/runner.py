@@ -92,6 +92,13 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
     return overrides
 
 
+def _niceness(increment: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that lowers the child's scheduling priority by ``increment`` (None for 0)."""
+    if increment == 0:
+        return None
+    return lambda: os.nice(increment) and None
+
+
 def learner_command(cfg: SessionConfig) -> list[str]:
     """The learner process: ``robofume learner`` on the session's run folder."""
     return [
@@ -217,6 +224,7 @@ def run_session(
             stdout=learner_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_niceness(cfg.online.learner_nice),
         )
         log(
             f"running {len(launcher.nodes)} nodes + learner for {cfg.online.duration_s / 60:.1f} min; "

@@ -221,3 +221,19 @@ def test_report_names_the_reward_source_and_a_weak_classifier(tmp_path) -> None:
     write_report(log, str(tmp_path / "b"), context)
     text = (tmp_path / "b" / "report.md").read_text()
     assert "Warning: weak reward" in text and "forward 0.027" in text
+
+
+def test_learner_runs_at_lower_priority() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from robofume.session.runner import _niceness
+
+    base = os.nice(0)
+    cmd = [sys.executable, "-c", "import os; print(os.nice(0))"]
+    out = subprocess.run(cmd, preexec_fn=_niceness(5), capture_output=True, text=True, check=True)
+    assert int(out.stdout) == min(19, base + 5)
+    assert _niceness(0) is None
+    with pytest.raises(SessionConfigError, match="learner_nice"):
+        config_from_dict({"online": {"learner_nice": 25}})
