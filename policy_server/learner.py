@@ -81,6 +81,14 @@ class LearnerConfig:
     """Online: keep the pre-trained encoder frozen and train the heads on cached features (fast)."""
     publish_every: int = 50
     """Publish weights every this many updates (HIL-SERL: 50)."""
+    keep_weight_versions: int = 20
+    """Versions kept in ``weights/`` (the policy server's hot-swap channel); older ones are deleted
+    after each publish (0 keeps all). At one version every 50 updates a session publishes about one
+    a second, 1.2 MB each on the mock: 1.7 GB in 35 min when nothing was deleted."""
+    milestone_every: int = 5_000
+    """The first published version (the pre-trained policy) and the first after every this many
+    updates are also kept for good in ``milestones/`` (0: only the first), for evaluation and
+    rollback."""
     checkpoint_every_s: float = 60.0
     log_every: int = 100
     seed: int = 0
@@ -92,6 +100,8 @@ class LearnerConfig:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
         if self.batch_size < 2 or self.utd_ratio <= 0 or self.publish_every < 1:
             raise ValueError("batch_size must be >= 2, utd_ratio > 0 and publish_every >= 1")
+        if self.keep_weight_versions < 0 or self.milestone_every < 0:
+            raise ValueError("keep_weight_versions and milestone_every must be >= 0")
         if self.pretrain_steps < 0 or self.bc_warmup_steps < 0 or self.online_critic_warmup_updates < 0:
             raise ValueError("pretrain_steps, bc_warmup_steps and online_critic_warmup_updates must be >= 0")
 
@@ -172,6 +182,7 @@ class Learner:
         self._encoder_updates = 0  # updates that trained the encoder since this process started
         self.weights = WeightStore(self.run_dir / "weights")
         self.checkpoints = WeightStore(self.run_dir / "checkpoints")
+        self.milestones = WeightStore(self.run_dir / "milestones")
         self.counters: dict[str, int] = {
             "updates": 0,
             "bc_updates": 0,
@@ -331,11 +342,18 @@ class Learner:
 
     # ------------------------------------------------------------ weights and checkpoints
     def publish(self) -> int:
-        """Publish the current networks as a new weight version for the policy server."""
-        version = self.weights.publish(
-            self.nets.state_dict(), config_to_dict(self.cfg), step=self.counters["updates"]
-        )
+        """Publish the current networks as a new weight version for the policy server; copy it to
+        ``milestones/`` when it is the first or crosses a ``milestone_every`` boundary; delete all but
+        the newest ``keep_weight_versions`` versions."""
+        state, config, step = self.nets.state_dict(), config_to_dict(self.cfg), self.counters["updates"]
+        version = self.weights.publish(state, config, step=step)
         self.counters["weight_version"] = version
+        every = self.cfg.milestone_every
+        last = self.milestones.latest_version()
+        if last is None or (every and step // every > self.milestones.read_meta(last).step // every):
+            self.milestones.publish(state, config, step=step)
+        if self.cfg.keep_weight_versions:
+            self.weights.prune(self.cfg.keep_weight_versions)
         return version
 
     def save_checkpoint(self, keep: int = 3) -> int:

@@ -58,6 +58,28 @@ def test_pretrain_publishes_weights_and_checkpoint_with_config(tmp_path, buffer)
     assert ckpt["config"]["learner"]["recipe"] == "calql"
 
 
+def test_old_weight_versions_are_deleted_and_milestones_kept(tmp_path, buffer) -> None:
+    cfg = _cfg(publish_every=1, keep_weight_versions=3, milestone_every=4, pretrain_steps=10)
+    learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    learner.pretrain(steps=10, progress=False)
+    versions = learner.weights.versions()
+    assert versions == list(
+        range(learner.counters["weight_version"] - 2, learner.counters["weight_version"] + 1)
+    )
+    assert len(list((tmp_path / "run" / "weights").iterdir())) == 6, "json + safetensors of 3 versions"
+    steps = [learner.milestones.read_meta(v).step for v in learner.milestones.versions()]
+    assert steps == [1, 4, 8], "the first version, then the first at or after every 4 updates"
+    first, meta = learner.milestones.load(learner.milestones.versions()[0])
+    assert meta.config["network"]["image_size"] == SIZE and set(first) == set(learner.nets.state_dict())
+    # A restart keeps counting milestones from the saved ones, not from zero.
+    learner.save_checkpoint()
+    again = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    again.publish()
+    assert len(again.milestones.versions()) == 3
+    with pytest.raises(ValueError, match="keep_weight_versions"):
+        _cfg(keep_weight_versions=-1)
+
+
 def test_bc_warmup_trains_the_encoder_then_calql_trains_the_heads_on_cached_features(
     tmp_path, buffer
 ) -> None:
