@@ -101,6 +101,12 @@ class OnlineStage:
     record_mcap: bool = False
     mcap_image_every_n: int = 5
     learner_threads: int = 1
+    eval_episodes: int = 20
+    """Mock only: after the session, forward success of the pre-trained policy, milestones and the
+    final weights on this many held-out scenes each, with ground truth (0: no evaluation)."""
+    eval_points: int = 4
+    """Policies evaluated after the session: the pre-trained one, evenly spaced milestones and the
+    final weights (at least 2)."""
     learner_nice: int = 10
     """Scheduling niceness added to the learner process (0-19): the control loop's nodes get the CPU
     first, the learner what is left. 0 shares the CPU equally."""
@@ -171,6 +177,11 @@ class SessionConfig:
                 )
         if self.online.already_done_steps < 0:
             raise SessionConfigError(f"already_done_steps must be >= 0, got {self.online.already_done_steps}")
+        if self.online.eval_episodes < 0 or self.online.eval_points < 2:
+            raise SessionConfigError(
+                f"eval_episodes must be >= 0 and eval_points >= 2, got "
+                f"{self.online.eval_episodes} and {self.online.eval_points}"
+            )
         nice = self.online.learner_nice
         if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
             raise SessionConfigError(f"learner_nice must be an integer in [0, 19], got {nice!r}")

@@ -128,16 +128,45 @@ def _reward_lines(context: dict[str, Any]) -> list[str]:
     ]
 
 
+def _evaluation_lines(evaluation: list[dict[str, Any]]) -> list[str]:
+    """The report's table of held-out forward success per evaluated policy."""
+    if not evaluation:
+        return []
+    n = evaluation[0]["episodes"]
+    rows = []
+    for i, p in enumerate(evaluation):
+        which = "pre-trained" if i == 0 and p["source"] == "milestones" else p["source"][:-1]
+        which = "final" if p["source"] == "weights" else which
+        rows.append(f"| {p['step']} | {which} (v{p['version']}) | {100 * p['success_rate']:.0f} % |")
+    return [
+        "## Held-out evaluation (ground truth)",
+        "",
+        f"Forward success on {n} fresh scenes at the session's workstation, seeds the data and the session "
+        "never used, with the mean action; evaluated after the session.",
+        "",
+        "| learner step | policy | forward success |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def write_report(
-    log: SessionLog, folder: str, context: dict[str, Any], classifier_metrics: dict[str, Any] | None = None
+    log: SessionLog,
+    folder: str,
+    context: dict[str, Any],
+    classifier_metrics: dict[str, Any] | None = None,
+    evaluation: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``report.md``, ``success.png``, ``classifier.png``, ``system.png`` and ``report.json``."""
+    """Write ``report.md``, ``success.png``, ``classifier.png``, ``system.png`` and ``report.json``
+    (``evaluation``: held-out points from :func:`robofume.session.evaluation.evaluate_session`)."""
     os.makedirs(folder, exist_ok=True)
     plot_success(log, os.path.join(folder, "success.png"))
     plot_classifier(log, os.path.join(folder, "classifier.png"))
     plot_system(log, os.path.join(folder, "system.png"))
     summary = log.summary()
     payload = {**log.to_json(), "context": context, "classifier_training": classifier_metrics or {}}
+    payload["evaluation"] = evaluation or []
     write_json_atomic(os.path.join(folder, "report.json"), payload)
     rows = []
     for task, s in summary["tasks"].items():
@@ -166,6 +195,7 @@ def write_report(
         "",
         "![success](success.png)",
         "",
+        *_evaluation_lines(evaluation or []),
         "## Reward: success events",
         "",
         f"- confirmed success events: {c['success_events']}; precision against ground truth: "

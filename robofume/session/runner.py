@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from robofume.session.config import SessionConfig, mock_scene_seed, save_config
+from robofume.session.evaluation import evaluate_session
 from robofume.session.prepare import (
     check_classifier,
     ensure_classifier,
@@ -280,6 +281,18 @@ def run_session(
             signal.signal(sig, handler)
         if tb is not None:
             tb.close()
+    evaluation: list[dict[str, Any]] = []
+    if not stopping["signal"]:
+        try:
+            evaluation = evaluate_session(cfg, log)
+        except Exception as exc:  # the session's record matters more than its evaluation
+            log(f"held-out evaluation failed, the report has none: {type(exc).__name__}: {exc}")
+    if tb is not None and evaluation:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(os.path.join(cfg.tensorboard_dir, "session")) as writer:
+            for point in evaluation:
+                writer.add_scalar("charts/heldout_forward_success", point["success_rate"], point["step"])
     context_info = {
         "robot": cfg.robot,
         "out": cfg.out,
@@ -292,7 +305,8 @@ def run_session(
         else {},
         "min_precision": cfg.classifier.min_precision,
     }
-    summary = write_report(session_log, cfg.report_dir, context_info, classifier_metrics)
+    summary = write_report(session_log, cfg.report_dir, context_info, classifier_metrics, evaluation)
     log(f"report: {os.path.join(cfg.report_dir, 'report.md')}")
-    print(json.dumps({"report": os.path.join(cfg.report_dir, "report.md"), "summary": summary}, default=str))
+    report = os.path.join(cfg.report_dir, "report.md")
+    print(json.dumps({"report": report, "summary": summary, "evaluation": evaluation}, default=str))
     return summary

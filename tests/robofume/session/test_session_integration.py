@@ -45,6 +45,8 @@ def test_short_session_alternates_learns_and_survives_a_policy_server_crash(tmp_
                 "max_episode_steps": 15,
                 "wsrl_warmup_transitions": 30,
                 "stuck_after": 1000,
+                "eval_episodes": 1,
+                "eval_points": 2,
             },
         }
     )
@@ -62,6 +64,10 @@ def test_short_session_alternates_learns_and_survives_a_policy_server_crash(tmp_
     for name in ("report.md", "report.json", "success.png", "classifier.png", "system.png"):
         assert (report / name).stat().st_size > 0, name
     payload = json.loads((report / "report.json").read_text())
+    # After the session, the pre-trained policy and the final weights were evaluated on a held-out scene.
+    assert [p["source"] for p in payload["evaluation"]] == ["milestones", "weights"]
+    assert payload["evaluation"][0]["step"] < payload["evaluation"][1]["step"]
+    assert "## Held-out evaluation (ground truth)" in (report / "report.md").read_text()
     tasks = [e["task"] for e in payload["episodes"]]
     assert tasks.count("forward") >= 2 and tasks.count("backward") >= 2
     assert all(a != b for a, b in itertools.pairwise(tasks)), f"tasks must alternate: {tasks}"
