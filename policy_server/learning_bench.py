@@ -106,6 +106,7 @@ _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_action
 that use neither: ``bc_only``, ``sac_scratch``)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
+EXPLORE_WHEN: tuple[str, ...] = ("always", "after_failure")
 ALREADY_DONE_STEPS = ControllerConfig.already_done_steps
 """A training-stream episode that succeeds within this many steps counts as already done (the
 session controller's default), not as a success."""
@@ -180,6 +181,11 @@ class LearningBenchConfig:
     explore_std_scale: float = 1.0
     """Reset-free stream: act with the policy's spread times this (1: its own; 0: the mean action).
     Evaluation always uses the mean action."""
+    explore_when: str = "always"
+    """Reset-free stream: ``always`` act with ``explore_std_scale``; ``after_failure`` act with the
+    mean action, except in an attempt whose previous attempt of the same task failed (timed out):
+    in a reset-free scene the mean action repeats the same failure, sampled actions break grasps
+    that the mean action would make."""
     freeze_encoder_online: bool = True
     """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
     sac_scratch always trains its encoder: it has no pre-trained one."""
@@ -200,6 +206,10 @@ class LearningBenchConfig:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
+        if self.explore_when not in EXPLORE_WHEN:
+            raise ValueError(
+                f"explore_when must be one of {', '.join(EXPLORE_WHEN)}, got {self.explore_when!r}"
+            )
         positive = ("online_steps", "eval_every", "eval_episodes", "max_episode_steps", "data_workers",
                     "hidden_dim", "feature_dim", "encoder_channels", "cql_num_actions",
                     "log_every")  # fmt: skip
@@ -492,6 +502,9 @@ def _online(
     scene_resets = count_scene_resets(env)
     times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
     stats = {task: {"episodes": 0, "successes": 0, "already_done": 0} for task in ("forward", "backward")}
+    stats_explored = {task: {"episodes": 0, "successes": 0} for task in ("forward", "backward")}
+    last_failed = {"forward": False, "backward": False}
+    explore = cfg.explore_when == "always" or last_failed["forward"]
     episode_steps = 0
     updates = 0
     eval_at = set(cfg.eval_steps())
@@ -529,7 +542,8 @@ def _online(
         bar = tqdm(total=cfg.online_steps, desc=method, unit="step", disable=not progress)
         for step in range(1, cfg.online_steps + 1):
             t = time.perf_counter()
-            action = policy_action(nets, obs, device, deterministic=False, std_scale=cfg.explore_std_scale)
+            scale = cfg.explore_std_scale if explore else 0.0
+            action = policy_action(nets, obs, device, deterministic=False, std_scale=scale)
             t2 = time.perf_counter()
             obs, _r, terminated, truncated, info = env.step(action)
             t3 = time.perf_counter()
@@ -550,6 +564,9 @@ def _online(
                 stats[env.task]["episodes"] += 1
                 stats[env.task]["successes"] += int(success and not early)
                 stats[env.task]["already_done"] += int(early)
+                stats_explored[env.task]["episodes"] += int(explore and not early)
+                stats_explored[env.task]["successes"] += int(explore and success and not early)
+                last_failed[env.task] = not success
                 episode_steps = 0
                 if step < cfg.online_steps:
                     t = time.perf_counter()
@@ -557,6 +574,7 @@ def _online(
                     obs, _info = env.reset(options=options)
                     times["env"] += time.perf_counter() - t
                     buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))
+                    explore = cfg.explore_when == "always" or last_failed[env.task]
             if step in eval_at:
                 evaluate(step)
             bar.update(1)
@@ -581,6 +599,7 @@ def _online(
         "ms_per_act": 1e3 * times["act"] / cfg.online_steps,
         "ms_per_update": 1e3 * times["update"] / updates if updates else None,
         "train_episodes": stats,
+        "train_episodes_explored": stats_explored,
         "scene_resets": scene_resets[0],
         "evals_reused": cached,
     }

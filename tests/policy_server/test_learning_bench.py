@@ -222,3 +222,27 @@ def test_runs_that_split_the_methods_merge_into_one_result(tmp_path) -> None:
     g = fake_run("g", {"pretrained_only": 0.2}, cql_alpha=5.0)
     with pytest.raises(ValueError, match="cql_alpha"):
         lb.merge_results([a, g], str(tmp_path / "bad3"))
+
+
+def test_explore_after_failure_acts_with_the_mean_until_an_attempt_fails(tmp_path, monkeypatch) -> None:
+    scales: list[float] = []
+    act = lb.policy_action
+
+    def spy(nets, obs, device, deterministic, std_scale=1.0):
+        if not deterministic:
+            scales.append(std_scale)
+        return act(nets, obs, device, deterministic, std_scale)
+
+    monkeypatch.setattr(lb, "policy_action", spy)
+    cfg = LearningBenchConfig.quick(
+        methods=("pretrained_only",), explore_when="after_failure", explore_std_scale=0.5, online_steps=40
+    )
+    m = run_learning_bench(cfg, str(tmp_path), progress=False)["methods"]["pretrained_only"]
+    episodes, explored = m["train_episodes"], m["train_episodes_explored"]
+    assert len(scales) == 40 and set(scales) <= {0.0, 0.5} and scales[0] == 0.0
+    fwd = episodes["forward"]
+    assert explored["forward"]["episodes"] <= fwd["episodes"] - fwd["already_done"]
+    if fwd["episodes"] >= 2 and fwd["successes"] == 0:  # the first forward attempt failed: the next explored
+        assert explored["forward"]["episodes"] >= 1 and 0.5 in scales
+    with pytest.raises(ValueError, match="explore_when"):
+        LearningBenchConfig.quick(explore_when="sometimes")
