@@ -22,7 +22,9 @@ Rules (DESIGN.md §6, items 5-6):
     its timeout) -> ``paused`` with the arm held; the episode clock stops; it resumes by itself when
     both are back, and the episode goes on (a pause is not a failure);
   * ``stuck_after`` failed attempts in a row in BOTH directions -> ``help_needed``: the arm is held
-    until an operator calls :meth:`resume`;
+    until an operator calls :meth:`resume`. Also stuck: ``stuck_after`` failed attempts in a row in
+    one direction while every attempt of the other since then was already done (the scene never
+    changes: one task keeps failing, so the object stays where the other task wants it);
   * e-stop latches ``estop`` until :meth:`release`; an operator pause needs :meth:`resume`;
   * with a home pose (``ControllerConfig.homing``), before the first attempt and between attempts
     the phase is ``homing``: :attr:`ResetFreeController.homing_action` is the command of the tick
@@ -167,6 +169,8 @@ class ControllerStats:
     timeouts: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
     already_done: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
     failures_in_a_row: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
+    without_success: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TASK_NAMES})
+    """Attempts in a row that timed out or were already done (a real success resets it)."""
     steps: int = 0
     paused_ticks: int = 0
     help_requests: int = 0
@@ -254,6 +258,7 @@ class ResetFreeController:
         if self._help:
             self._help = False
             self.stats.failures_in_a_row = {t: 0 for t in TASK_NAMES}
+            self.stats.without_success = {t: 0 for t in TASK_NAMES}
 
     def estop(self) -> None:
         """Latch the e-stop: nothing runs until :meth:`release`."""
@@ -320,11 +325,14 @@ class ResetFreeController:
         if outcome == "success":
             self.stats.successes[task] += 1
             self.stats.failures_in_a_row[task] = 0
+            self.stats.without_success[task] = 0
         elif outcome == "already_done":
             self.stats.already_done[task] += 1
+            self.stats.without_success[task] += 1
         else:
             self.stats.timeouts[task] += 1
             self.stats.failures_in_a_row[task] += 1
+            self.stats.without_success[task] += 1
         events.append(
             ControllerEvent(
                 "episode_end",
@@ -338,7 +346,7 @@ class ResetFreeController:
                 frame_stamp=verdict.frame_stamp if verdict else None,
             )
         )
-        if all(n >= self.config.stuck_after for n in self.stats.failures_in_a_row.values()):
+        if self._stuck():
             self._help = True
             self.stats.help_requests += 1
             events.append(
@@ -362,8 +370,22 @@ class ResetFreeController:
             return "home"
         return "gave_up" if self._homing_ticks >= homing.max_steps else ""
 
+    def _stuck(self) -> bool:
+        """Failed ``stuck_after`` times in a row in both directions, or in one while the other had
+        only already-done attempts since (no real success in either direction)."""
+        n, s = self.config.stuck_after, self.stats
+        if all(k >= n for k in s.failures_in_a_row.values()):
+            return True
+        return any(k >= n for k in s.failures_in_a_row.values()) and all(
+            k >= n for k in s.without_success.values()
+        )
+
     def _stuck_reason(self) -> str:
-        counts = ", ".join(f"{t} {n}" for t, n in self.stats.failures_in_a_row.items())
+        parts = []
+        for task, failed in self.stats.failures_in_a_row.items():
+            done = self.stats.without_success[task] - failed  # already-done attempts since a success
+            parts.append(f"{task} {failed}" + (f" (+{done} already done)" if done else ""))
+        counts = ", ".join(parts)
         return f"failed attempts in a row: {counts}; arm held, call reset_free/resume after fixing the scene"
 
     def tick(self, now: float) -> list[ControllerEvent]:

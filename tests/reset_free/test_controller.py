@@ -132,6 +132,30 @@ def test_failing_one_direction_only_is_not_stuck() -> None:
     assert h.ctrl.phase is not Phase.HELP_NEEDED
 
 
+def _one_direction_fails_other_already_done(h: Harness, cycles: int) -> None:
+    """Forward times out, then backward is confirmed at once (the object never left the start)."""
+    for _ in range(cycles):
+        h.classifier = "failure"
+        while (h.ctrl.task == "forward" or not h.ctrl.phase.active) and h.ctrl.phase is not Phase.HELP_NEEDED:
+            h.step()
+        h.classifier = "success"
+        while h.ctrl.task == "backward" and h.ctrl.phase is not Phase.HELP_NEEDED:
+            h.step()
+
+
+def test_failing_one_direction_while_the_other_is_already_done_is_stuck() -> None:
+    h = Harness(max_episode_steps=5, stuck_after=3, already_done_steps=3)
+    _one_direction_fails_other_already_done(h, 2)
+    assert h.ctrl.phase is not Phase.HELP_NEEDED, "2 of 3 failed attempts: not yet"
+    _one_direction_fails_other_already_done(h, 2)
+    assert h.ctrl.phase is Phase.HELP_NEEDED
+    assert h.ctrl.stats.already_done["backward"] == 3 and h.ctrl.stats.timeouts["forward"] == 3
+    [help_event] = [e for e in h.events if e.kind == "help"]
+    assert "forward 3" in help_event.reason and "backward 0 (+3 already done)" in help_event.reason
+    h.ctrl.resume()
+    assert h.ctrl.stats.without_success == {"forward": 0, "backward": 0}
+
+
 def test_policy_server_silence_pauses_and_recovers_without_failing_episode() -> None:
     h = Harness(max_episode_steps=1000, action_timeout_s=0.5, retry_after_s=1.0)
     h.step(10)
