@@ -597,3 +597,55 @@ def test_diagnostics_report_state_counters_and_limits(limits: SafetyLimits) -> N
     for field in fields(SafetyLimits):
         assert f"limit.{field.name}" in diag
     assert diag["limit.max_step"] == "0.06"
+
+
+def _replay_through_gate(delta_from: str, actions: np.ndarray, limits: SafetyLimits) -> np.ndarray:
+    """End-effector positions of the mock arm driven by ``actions`` through a gate, as over ROS."""
+    from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
+
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    env.reset(seed=3)
+    gate = SafetyGate(limits, delta_from=delta_from)
+    path = []
+    for t, action in enumerate(actions):
+        now = 0.1 * t
+        result = gate.submit(list(map(float, action)), now, now, env.ee_pos().tolist(), env.ee_yaw())
+        assert result.target is not None, result.reason
+        env.apply_target(np.array(result.target.position), result.target.yaw, result.target.gripper)
+        path.append(env.ee_pos())
+    env.close()
+    return np.array(path)
+
+
+def test_target_deltas_reproduce_the_mock_arm_envs_own_actions(limits: SafetyLimits) -> None:
+    """The data and the learning bench step the env, which moves the previous target; the gate's
+    default does the same, so a policy acts over ROS as it was trained. Deltas of the measured pose
+    fall behind whenever the arm lags its target (here: a fast descent, then a sweep)."""
+    from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
+
+    rng = np.random.default_rng(0)
+    actions = np.concatenate(
+        [np.tile([0.2, -0.3, -1.0, 0.2, -1.0], (8, 1)), rng.uniform(-1, 1, (20, 5)) * [1, 1, 0.5, 0.3, 1]]
+    )
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    env.reset(seed=3)
+    expected = np.array([env.step(a)[0]["proprio"][:3] for a in actions])
+    env.close()
+    assert np.abs(_replay_through_gate("target", actions, limits) - expected).max() < 5e-4  # float32 proprio
+    lagging = np.abs(_replay_through_gate("measured", actions, limits) - expected).max()
+    assert lagging > 0.01, f"measured-pose deltas should fall behind a lagging arm, differed by {lagging}"
+    with pytest.raises(ValueError, match="delta_from"):
+        SafetyGate(limits, delta_from="commanded")
+
+
+def test_after_a_watchdog_hold_deltas_start_from_the_measured_pose(limits: SafetyLimits) -> None:
+    gate = SafetyGate(limits)
+    ee = [0.5, 0.0, 0.2]
+    first = gate.submit([1.0, 0.0, 0.0, 0.0, 0.0], 0.0, 0.0, ee, 0.0).target
+    assert first is not None and first.position[0] == pytest.approx(0.53)
+    second = gate.submit([1.0, 0.0, 0.0, 0.0, 0.0], 0.1, 0.1, ee, 0.0).target  # arm has not moved yet
+    assert second is not None and second.position[0] == pytest.approx(0.56), "from the previous target"
+    gate.tick(5.0, ee, 0.0)  # silence: the watchdog holds
+    assert gate.state is GateState.HOLDING
+    third = gate.submit([1.0, 0.0, 0.0, 0.0, 0.0], 5.1, 5.1, ee, 0.0).target
+    assert third is not None and third.position[0] == pytest.approx(0.53), "from the measured pose"

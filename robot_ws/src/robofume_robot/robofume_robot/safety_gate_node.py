@@ -32,7 +32,7 @@ from std_srvs.srv import Trigger
 from robofume_robot.arm_messages import parse_action, target_msg
 from robofume_robot.config_paths import resolve_config_path
 from robofume_robot.node_main import run_node
-from robofume_robot.safety_gate import GateState, SafetyGate, load_limits
+from robofume_robot.safety_gate import DELTA_FROM, GateState, SafetyGate, load_limits
 
 
 def yaw_from_quaternion(w: float, x: float, y: float, z: float) -> float:
@@ -51,13 +51,22 @@ class SafetyGateNode(Node):
         self.declare_parameter("latch_file", "")
         self.declare_parameter("control_hz", 10.0)
         self.declare_parameter("diagnostics_hz", 2.0)
+        self.declare_parameter("delta_from", "target")
         limits_file = str(self.get_parameter("limits_file").value)
         if not limits_file:
             raise ValueError(
                 "safety_gate: parameter 'limits_file' is required (a YAML file of safety limits)"
             )
         latch = os.path.expanduser(str(self.get_parameter("latch_file").value)) or None
-        self.gate = SafetyGate(load_limits(resolve_config_path(limits_file)), latch_path=latch)
+        delta_from = str(self.get_parameter("delta_from").value)
+        if delta_from not in DELTA_FROM:
+            raise ValueError(
+                f"safety_gate: parameter 'delta_from' must be one of {' or '.join(DELTA_FROM)}, "
+                f"got {delta_from!r}"
+            )
+        self.gate = SafetyGate(
+            load_limits(resolve_config_path(limits_file)), latch_path=latch, delta_from=delta_from
+        )
         self._ee: tuple[list[float], float] | None = None
         self.commands_without_arm_state = 0
         self.command_pub = self.create_publisher(JointState, "arm/command", 10)
