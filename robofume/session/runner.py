@@ -97,7 +97,11 @@ def _niceness(increment: int) -> Callable[[], None] | None:
     """A ``preexec_fn`` that lowers the child's scheduling priority by ``increment`` (None for 0)."""
     if increment == 0:
         return None
-    return lambda: os.nice(increment) and None
+
+    def lower_priority() -> None:
+        os.nice(increment)
+
+    return lower_priority
 
 
 def learner_command(cfg: SessionConfig) -> list[str]:
