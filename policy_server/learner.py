@@ -86,9 +86,9 @@ class LearnerConfig:
     after each publish (0 keeps all). At one version every 50 updates a session publishes about one
     a second, 1.2 MB each on the mock: 1.7 GB in 35 min when nothing was deleted."""
     milestone_every: int = 5_000
-    """The first published version (the pre-trained policy) and the first after every this many
-    updates are also kept for good in ``milestones/`` (0: only the first), for evaluation and
-    rollback."""
+    """The version published at the end of pre-training and, online, the first after every this many
+    updates are also kept for good in ``milestones/`` (0: only the pre-trained one), for evaluation
+    and rollback."""
     checkpoint_every_s: float = 60.0
     log_every: int = 100
     seed: int = 0
@@ -302,7 +302,7 @@ class Learner:
         todo = max(0, total - self.counters["pretrain_updates"])
         for _ in tqdm(range(todo), desc="pretrain", unit="upd", disable=not progress):
             metrics = self.update("pretrain")
-        self.publish()
+        self.publish(milestone=True)
         self.save_checkpoint()
         return metrics
 
@@ -341,16 +341,23 @@ class Learner:
         return done
 
     # ------------------------------------------------------------ weights and checkpoints
-    def publish(self) -> int:
+    def publish(self, milestone: bool = False) -> int:
         """Publish the current networks as a new weight version for the policy server; copy it to
-        ``milestones/`` when it is the first or crosses a ``milestone_every`` boundary; delete all but
-        the newest ``keep_weight_versions`` versions."""
+        ``milestones/`` when ``milestone`` (the end of pre-training) or, online, when it crosses a
+        ``milestone_every`` boundary; delete all but the newest ``keep_weight_versions`` versions."""
         state, config, step = self.nets.state_dict(), config_to_dict(self.cfg), self.counters["updates"]
         version = self.weights.publish(state, config, step=step)
         self.counters["weight_version"] = version
-        every = self.cfg.milestone_every
         last = self.milestones.latest_version()
-        if last is None or (every and step // every > self.milestones.read_meta(last).step // every):
+        last_step = self.milestones.read_meta(last).step if last is not None else None
+        every = self.cfg.milestone_every
+        if milestone:
+            keep = last_step != step  # a resumed pre-training with nothing left to do adds none
+        elif self.counters["online_updates"] > 0:
+            keep = last_step is None or bool(every and step // every > last_step // every)
+        else:
+            keep = False
+        if keep:
             self.milestones.publish(state, config, step=step)
         if self.cfg.keep_weight_versions:
             self.weights.prune(self.cfg.keep_weight_versions)

@@ -62,20 +62,25 @@ def test_old_weight_versions_are_deleted_and_milestones_kept(tmp_path, buffer) -
     cfg = _cfg(publish_every=1, keep_weight_versions=3, milestone_every=4, pretrain_steps=10)
     learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
     learner.pretrain(steps=10, progress=False)
-    versions = learner.weights.versions()
-    assert versions == list(
-        range(learner.counters["weight_version"] - 2, learner.counters["weight_version"] + 1)
-    )
-    assert len(list((tmp_path / "run" / "weights").iterdir())) == 6, "json + safetensors of 3 versions"
     steps = [learner.milestones.read_meta(v).step for v in learner.milestones.versions()]
-    assert steps == [1, 4, 8], "the first version, then the first at or after every 4 updates"
+    assert steps == [10], "pre-training keeps only its final version"
     first, meta = learner.milestones.load(learner.milestones.versions()[0])
     assert meta.config["network"]["image_size"] == SIZE and set(first) == set(learner.nets.state_dict())
-    # A restart keeps counting milestones from the saved ones, not from zero.
+    learner.pretrain(steps=10, progress=False)  # resumed with nothing to do: no second milestone
+    _episode(buffer, 30, "online")
+    buffer.flush()
+    for _ in range(9):  # updates 11..19: milestones at the first at or after every 4
+        learner.update("online")
+    top = learner.counters["weight_version"]
+    assert learner.weights.versions() == [top - 2, top - 1, top]
+    assert len(list((tmp_path / "run" / "weights").iterdir())) == 6, "json + safetensors of 3 versions"
+    steps = [learner.milestones.read_meta(v).step for v in learner.milestones.versions()]
+    assert steps == [10, 12, 16]
+    # A restart keeps counting from the saved milestones: update 20 crosses the next boundary.
     learner.save_checkpoint()
     again = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
-    again.publish()
-    assert len(again.milestones.versions()) == 3
+    again.update("online")
+    assert len(again.milestones.versions()) == 4
     with pytest.raises(ValueError, match="keep_weight_versions"):
         _cfg(keep_weight_versions=-1)
 
