@@ -108,6 +108,15 @@ def _fmt(value: Any, pct: bool = False) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
+def _held_text(summary: dict[str, Any]) -> str:
+    """ " (of which N min held: ...)" when the controller held the arm for a minute or more."""
+    held = {k: v for k, v in summary.get("held_s", {}).items() if v >= 60}
+    if not held:
+        return ""
+    parts = ", ".join(f"{v / 60:.1f} min {k.replace('_', ' ')}" for k, v in held.items())
+    return f" (the arm held for {parts})"
+
+
 def _reward_lines(context: dict[str, Any]) -> list[str]:
     """The report's lines on where the reward came from, and a warning for a weak classifier."""
     if context.get("reward") == "ground_truth":
@@ -180,7 +189,7 @@ def write_report(
         f"# robofume session report ({context.get('robot', '?')})",
         "",
         f"Session folder `{context.get('out', '?')}`, "
-        f"{summary['duration_s'] / 60:.1f} min of autonomous fine-tuning, "
+        f"{summary['duration_s'] / 60:.1f} min of autonomous fine-tuning{_held_text(summary)}, "
         f"recipe `{context.get('recipe', '?')}`, {summary['transitions']} transitions recorded.",
         "",
         *_reward_lines(context),

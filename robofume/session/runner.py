@@ -271,6 +271,7 @@ def run_session(
                 except Exception:  # a pruned or damaged version: the step is unknown
                     step = -1
                 session_log.on_weights(version, step, monitor.now())
+        session_log.on_end(monitor.now())
     finally:
         launcher.stop(timeout=10.0)
         if learner is not None and learner.poll() is None:

@@ -35,6 +35,10 @@ class EpisodeRecord:
     """The simulator's success of the task at the end (``None`` on a real robot)."""
 
 
+HOLD_PHASES: tuple[str, ...] = ("paused", "help_needed", "estop")
+"""Controller phases in which the arm is held and no attempt runs."""
+
+
 @dataclass
 class SessionLog:
     """Accumulates a session's events; :meth:`summary` gives the report's numbers."""
@@ -55,6 +59,8 @@ class SessionLog:
     probabilities: list[tuple[float, str, float]] = field(default_factory=list)
     transitions: int = 0
     """Transitions recorded online in this session (the buffer's count minus what it held at start)."""
+    end_t: float | None = None
+    """Seconds from start to the end of the session (:meth:`on_end`); None while it runs."""
     _baseline: int | None = None
     truth: dict[str, Any] | None = None
     _last_action_t: float | None = None
@@ -108,6 +114,23 @@ class SessionLog:
         elif kind == "help":
             self.help_requests += 1
             self._scalar("charts/help_requests", self.help_requests, now)
+
+    def on_end(self, now: float) -> None:
+        """The session ended (the nodes are being stopped)."""
+        self.end_t = now - self.t0
+
+    def held_s(self) -> dict[str, float]:
+        """Seconds the controller spent in each holding phase (paused, help_needed, estop) up to the
+        end (or the last event while the session runs)."""
+        held: dict[str, float] = {}
+        if not self.phases:
+            return held
+        end = self.end_t if self.end_t is not None else self.phases[-1][0]
+        ends = [p[0] for p in self.phases[1:]] + [end]
+        for (t, phase, _), t_next in zip(self.phases, ends, strict=True):
+            if phase in HOLD_PHASES:
+                held[phase] = held.get(phase, 0.0) + max(0.0, min(t_next, end) - t)
+        return held
 
     def on_phase(self, phase: str, reason: str, now: float) -> None:
         """The controller's phase changed."""
@@ -195,7 +218,10 @@ class SessionLog:
         actual = sum(bool(e.ground_truth) for e in ends_checked)
         periods = np.asarray(self.action_periods_s) * 1e3
         return {
-            "duration_s": max([e.t for e in self.episodes] + [p[0] for p in self.phases] + [0.0]),
+            "duration_s": self.end_t
+            if self.end_t is not None
+            else max([e.t for e in self.episodes] + [p[0] for p in self.phases] + [0.0]),
+            "held_s": self.held_s(),
             "tasks": per_task,
             "classifier": {
                 "success_events": len(self.success_events),

@@ -237,3 +237,19 @@ def test_learner_runs_at_lower_priority() -> None:
     assert _niceness(0) is None
     with pytest.raises(SessionConfigError, match="learner_nice"):
         config_from_dict({"online": {"learner_nice": 25}})
+
+
+def test_time_held_is_counted_per_phase_up_to_the_end(tmp_path) -> None:
+    log = SessionLog(t0=100.0)
+    log.on_phase("paused", "waiting for the classifier", 100.0)
+    log.on_phase("forward", "", 110.0)
+    log.on_phase("help_needed", "stuck", 400.0)
+    log.on_end(1300.0)
+    s = log.summary()
+    assert s["duration_s"] == 1200.0
+    assert s["held_s"] == {"paused": 10.0, "help_needed": 900.0}
+    write_report(log, str(tmp_path), {"robot": "mock"})
+    assert (
+        "20.0 min of autonomous fine-tuning (the arm held for 15.0 min help needed)"
+        in (tmp_path / "report.md").read_text()
+    )
