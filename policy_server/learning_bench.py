@@ -421,8 +421,21 @@ def evaluate_forward(
 ) -> float:
     """Forward-task success rate (ground truth) of the deterministic policy on fresh scenes ``seeds``
     (``layout_seed``: all in that workstation layout; None: each seed draws its own layout)."""
+    return evaluate_task(nets, env, seeds, device, layout_seed, "forward")
+
+
+def evaluate_task(
+    nets: AgentNetworks,
+    env: MockArmEnv,
+    seeds: tuple[int, ...],
+    device: torch.device,
+    layout_seed: int | None,
+    task: str,
+) -> float:
+    """Success rate (ground truth) of the deterministic policy at ``task`` on fresh scenes ``seeds``,
+    each with the object where the task starts (forward: the start square; backward: the goal)."""
     successes = 0
-    options: dict[str, Any] = {"task": "forward"}
+    options: dict[str, Any] = {"task": task}
     if layout_seed is not None:
         options["layout_seed"] = layout_seed
     for seed in seeds:

@@ -1,4 +1,5 @@
-"""Held-out evaluation of a mock session's policies with ground truth (simulation only).
+"""Held-out evaluation of a mock session's policies with ground truth (simulation only): forward and
+backward success (``success_rate`` is the forward one).
 
 After the nodes stop, the session evaluates the pre-trained policy, evenly spaced milestones and the
 final weights on fresh scenes the data, the classifier and the session never saw: the session's
@@ -50,11 +51,11 @@ def pick_versions(milestones: list[int], points: int) -> list[int]:
 def evaluate_version(
     root: str, version: int, seeds: tuple[int, ...], layout_seed: int, image_size: int, max_steps: int
 ) -> dict[str, Any]:
-    """Forward success of weight ``version`` of store ``root`` on fresh scenes ``seeds`` (ground truth,
-    mean action); runs in a worker process."""
+    """Forward and backward success of weight ``version`` of store ``root`` on fresh scenes ``seeds``
+    (ground truth, mean action); runs in a worker process."""
     import torch
 
-    from policy_server.learning_bench import evaluate_forward
+    from policy_server.learning_bench import evaluate_task
     from policy_server.networks import build_policy_from_config
     from policy_server.weights import WeightStore, load_into
     from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
@@ -66,10 +67,18 @@ def evaluate_version(
     nets.eval()
     env = MockArmEnv(MockArmConfig(image_size=image_size, max_episode_steps=max_steps))
     try:
-        rate = evaluate_forward(nets, env, seeds, torch.device("cpu"), layout_seed=layout_seed)
+        cpu = torch.device("cpu")
+        forward = evaluate_task(nets, env, seeds, cpu, layout_seed, "forward")
+        backward = evaluate_task(nets, env, seeds, cpu, layout_seed, "backward")
     finally:
         env.close()
-    return {"version": version, "step": meta.step, "success_rate": rate, "episodes": len(seeds)}
+    return {
+        "version": version,
+        "step": meta.step,
+        "success_rate": forward,
+        "backward_success_rate": backward,
+        "episodes": len(seeds),
+    }
 
 
 def evaluate_session(cfg: SessionConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:

@@ -146,15 +146,17 @@ def _evaluation_lines(evaluation: list[dict[str, Any]]) -> list[str]:
     for i, p in enumerate(evaluation):
         which = "pre-trained" if i == 0 and p["source"] == "milestones" else p["source"][:-1]
         which = "final" if p["source"] == "weights" else which
-        rows.append(f"| {p['step']} | {which} (v{p['version']}) | {100 * p['success_rate']:.0f} % |")
+        backward = p.get("backward_success_rate")
+        back = "n/a" if backward is None else f"{100 * backward:.0f} %"
+        rows.append(f"| {p['step']} | {which} (v{p['version']}) | {100 * p['success_rate']:.0f} % | {back} |")
     return [
         "## Held-out evaluation (ground truth)",
         "",
-        f"Forward success on {n} fresh scenes at the session's workstation, seeds the data and the session "
-        "never used, with the mean action; evaluated after the session.",
+        f"Success on {n} fresh scenes per task at the session's workstation, seeds the data and the "
+        "session never used, with the mean action; evaluated after the session.",
         "",
-        "| learner step | policy | forward success |",
-        "|---|---|---|",
+        "| learner step | policy | forward success | backward success |",
+        "|---|---|---|---|",
         *rows,
         "",
     ]

@@ -298,6 +298,9 @@ def run_session(
         with SummaryWriter(os.path.join(cfg.tensorboard_dir, "session")) as writer:
             for point in evaluation:
                 writer.add_scalar("charts/heldout_forward_success", point["success_rate"], point["step"])
+                writer.add_scalar(
+                    "charts/heldout_backward_success", point["backward_success_rate"], point["step"]
+                )
     context_info = {
         "robot": cfg.robot,
         "out": cfg.out,
