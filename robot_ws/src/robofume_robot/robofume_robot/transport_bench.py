@@ -537,6 +537,10 @@ def run_gate_case(seconds: float, log_dir: Path, hz: float = 10.0) -> dict[str, 
         f"__ns:=/{NAMESPACE}",
         "--params-file",
         str(config_dir() / "mock_robot.yaml"),
+        # Each action is told apart by the target it yields from the fixed pose the client reports;
+        # with target deltas the targets would accumulate. The latency is the same either way.
+        "-p",
+        "delta_from:=measured",
     ]
     specs = [
         ("safety_gate", gate_cmd, env),
