@@ -517,7 +517,7 @@ def _online(
     stats = {task: {"episodes": 0, "successes": 0, "already_done": 0} for task in ("forward", "backward")}
     stats_explored = {task: {"episodes": 0, "successes": 0} for task in ("forward", "backward")}
     last_failed = {"forward": False, "backward": False}
-    explore = cfg.explore_when == "always" or last_failed["forward"]
+    explore = cfg.explore_when == "always"  # no attempt has failed yet
     episode_steps = 0
     updates = 0
     eval_at = set(cfg.eval_steps())

@@ -55,6 +55,11 @@ CLASSIFIER_ERROR = "classifier_error"
 NON_FINITE = "non_finite_output"
 
 
+REWARD_SOURCES: tuple[str, ...] = ("classifier", "ground_truth")
+"""Where a reward node's verdicts come from: a success classifier, or (simulation only) the mock
+arm's ground truth (:mod:`reward_vlm.ground_truth_reward`)."""
+
+
 class RewardConfigError(ValueError):
     """A reward node setting is invalid (one line, names the setting and the accepted range)."""
 

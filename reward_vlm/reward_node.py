@@ -52,6 +52,7 @@ from std_msgs.msg import Float32, Header, String
 
 from reward_vlm.ground_truth_reward import GroundTruthSuccess
 from reward_vlm.reward_core import (
+    REWARD_SOURCES,
     ClassifierLike,
     RewardConfigError,
     RewardJudge,
@@ -64,7 +65,6 @@ from robofume_robot.node_main import run_node
 from robofume_robot.ros_image import from_image_msg, sec_to_stamp, stamp_to_sec
 
 _DEFAULTS = RewardNodeConfig()
-SOURCES: tuple[str, ...] = ("classifier", "ground_truth")
 _PARAMS: dict[str, tuple[type, Any]] = {
     "source": (str, "classifier"),
     "classifier_path": (str, _DEFAULTS.classifier_path),
@@ -107,9 +107,9 @@ class RewardNode(Node):
         source = values.pop("source")
         self.truth: GroundTruthSuccess | None = None
         try:
-            if source not in SOURCES:
+            if source not in REWARD_SOURCES:
                 raise RewardConfigError(
-                    f"parameter 'source' must be one of {', '.join(SOURCES)}, got {source!r}"
+                    f"parameter 'source' must be one of {', '.join(REWARD_SOURCES)}, got {source!r}"
                 )
             self.config = RewardNodeConfig(**values).validate()
             if classifier is None and source == "ground_truth":

@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from reward_vlm.reward_core import REWARD_SOURCES
 from robofume.atomic_io import write_json_atomic
 
 ROBOT_FLAVOURS: tuple[str, ...] = ("mock", "real")
-REWARD_SOURCES: tuple[str, ...] = ("classifier", "ground_truth")
 
 
 class SessionConfigError(ValueError):
@@ -102,8 +102,9 @@ class OnlineStage:
     mcap_image_every_n: int = 5
     learner_threads: int = 1
     eval_episodes: int = 20
-    """Mock only: after the session, forward success of the pre-trained policy, milestones and the
-    final weights on this many held-out scenes each, with ground truth (0: no evaluation)."""
+    """Mock only: after the session, forward and backward success of the pre-trained policy,
+    milestones and the final weights on this many held-out scenes per task, with ground truth
+    (0: no evaluation)."""
     eval_points: int = 4
     """Policies evaluated after the session: the pre-trained one, evenly spaced milestones and the
     final weights (at least 2)."""

@@ -10,8 +10,9 @@ in parallel worker processes.
 
 Example::
 
-    points = evaluate_session(cfg, log=print)   # [{"source": "milestones", "version": 1, "step": 17000,
-                                                #   "success_rate": 0.8, "episodes": 20}, ...]
+    points = evaluate_session(cfg, log=print)
+    # [{"source": "milestones", "version": 1, "step": 17000, "success_rate": 1.0,
+    #   "backward_success_rate": 0.9, "episodes": 20}, ..., {"source": "weights", ...}]
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def _fmt(value: Any, pct: bool = False) -> str:
 
 
 def _held_text(summary: dict[str, Any]) -> str:
-    """ " (of which N min held: ...)" when the controller held the arm for a minute or more."""
+    """ " (the arm held for N min help needed, ...)" for holds of a minute or more, else ""."""
     held = {k: v for k, v in summary.get("held_s", {}).items() if v >= 60}
     if not held:
         return ""
@@ -138,17 +138,15 @@ def _reward_lines(context: dict[str, Any]) -> list[str]:
 
 
 def _evaluation_lines(evaluation: list[dict[str, Any]]) -> list[str]:
-    """The report's table of held-out forward success per evaluated policy."""
+    """The report's table of held-out forward and backward success per evaluated policy."""
     if not evaluation:
         return []
     n = evaluation[0]["episodes"]
     rows = []
     for i, p in enumerate(evaluation):
-        which = "pre-trained" if i == 0 and p["source"] == "milestones" else p["source"][:-1]
-        which = "final" if p["source"] == "weights" else which
-        backward = p.get("backward_success_rate")
-        back = "n/a" if backward is None else f"{100 * backward:.0f} %"
-        rows.append(f"| {p['step']} | {which} (v{p['version']}) | {100 * p['success_rate']:.0f} % | {back} |")
+        which = "final" if p["source"] == "weights" else "pre-trained" if i == 0 else "milestone"
+        forward, backward = 100 * p["success_rate"], 100 * p["backward_success_rate"]
+        rows.append(f"| {p['step']} | {which} (v{p['version']}) | {forward:.0f} % | {backward:.0f} % |")
     return [
         "## Held-out evaluation (ground truth)",
         "",

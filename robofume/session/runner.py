@@ -50,15 +50,7 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             "device": cfg.device,
             "explore_std_scale": float(o.explore_std_scale),
         },
-        "reward": (
-            {"source": "ground_truth", "confirm_frames": cfg.classifier.confirm_frames}
-            if cfg.reward == "ground_truth"
-            else {
-                "source": "classifier",
-                "classifier_path": os.path.abspath(cfg.classifier_dir),
-                "confirm_frames": cfg.classifier.confirm_frames,
-            }
-        ),
+        "reward": {"source": cfg.reward, "confirm_frames": cfg.classifier.confirm_frames},
         "reset_free_controller": {
             "control_hz": o.control_hz,
             "max_episode_steps": o.max_episode_steps,
@@ -71,6 +63,8 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
             "image_every_n": o.mcap_image_every_n,
         },
     }
+    if cfg.reward == "classifier":
+        overrides["reward"]["classifier_path"] = os.path.abspath(cfg.classifier_dir)
     if cfg.robot == "real":
         limits = os.path.abspath(str(cfg.limits_file))
         overrides["visualizer"] = {"limits_file": limits}
