@@ -13,6 +13,7 @@ regenerates exactly the missing episodes (each episode's seed depends only on it
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic
 from robofume.data.episode_format import FORMAT_NAME, FORMAT_VERSION, EpisodeFormatError, load_episode, save_episode
 from robofume.data.rollout import record_episode
+from robofume.sim.mesh_lod import VISUAL_MESH_MAX_FACES
 from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
 from robofume.sim.scene import SceneVariant
 from robofume.sim.scripted_expert import FAILURE_MODES, ScriptedExpert
@@ -253,6 +255,23 @@ def _run_all(jobs: list[EpisodeJob], cfg: GenerateConfig) -> Iterator[dict]:
             yield fut.result()
 
 
+def mock_camera_settings() -> dict[str, int]:
+    """How the mock camera renders (recorded in the manifest: a dataset's frames must all match the
+    camera the policy will see)."""
+    return {"visual_max_faces": VISUAL_MESH_MAX_FACES}
+
+
+def read_camera_settings(out: str) -> dict[str, int] | None:
+    """The mock camera settings in ``out``'s manifest; manifests from before they were recorded
+    rendered the original meshes (``visual_max_faces`` 0); None without a readable manifest."""
+    try:
+        with open(os.path.join(out, "dataset.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest.get("mock_camera", {"visual_max_faces": 0}) if isinstance(manifest, dict) else None
+
+
 def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
     """Write the dataset described by ``cfg``; return the manifest. Never overwrites a finished episode."""
     ensure_writable_dir(cfg.out)
@@ -265,10 +284,17 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
         )
     for kind in KINDS:
         ensure_writable_dir(os.path.join(cfg.out, kind))
+    if existing:
+        previous = read_camera_settings(cfg.out)
+        if previous is not None and previous != mock_camera_settings():
+            raise ValueError(
+                f"{cfg.out} was rendered with mock camera settings {previous}, not "
+                f"{mock_camera_settings()}; generate into a new --out so that every frame looks alike"
+            )
     todo = [j for j in jobs if not _is_complete(j.path)]
     manifest = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": asdict(cfg), "target_scene": asdict(TARGET_VARIANT),
+        "settings": asdict(cfg), "mock_camera": mock_camera_settings(), "target_scene": asdict(TARGET_VARIANT),
         "prior_scenes": [asdict(s) for s in PRIOR_SCENES], "complete": False,
     }
     write_json_atomic(manifest_path, manifest)

@@ -46,6 +46,7 @@ def record_episode(
         "proprio_names": list(PROPRIO_NAMES),
         "action_names": list(ACTION_NAMES),
         "variant": asdict(env.config.variant),
+        "visual_max_faces": env.config.visual_max_faces,
         **(metadata or {}),
     }
     return Episode(

@@ -20,6 +20,7 @@ from std_msgs.msg import Header, String
 from reset_free.controller_node import PHASE_QOS, verdict_from_msg
 from reset_free.homing import HOMING_FRAME_ID
 from robofume.session.session_log import SessionLog
+from robofume_robot.ros_image import stamp_to_sec
 
 
 class SessionMonitorNode(Node):
@@ -74,7 +75,7 @@ class SessionMonitorNode(Node):
 
     def _on_action(self, msg: JointState) -> None:
         if msg.header.frame_id != HOMING_FRAME_ID:  # the control loop is the policy's, not homing
-            self.log.on_action(self.now())
+            self.log.on_action(self.now(), stamp_to_sec(msg.header.stamp))
 
     def _on_truth(self, msg: String) -> None:
         with contextlib.suppress(json.JSONDecodeError):

@@ -56,18 +56,31 @@ def _forget(cfg: SessionConfig, *stages: str) -> None:
 def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
     """Generate the mock dataset once (resuming an interrupted one); a given ``--data`` is used as is."""
     from robofume.data.episode_format import list_episodes
-    from robofume.data.generate import GenerateConfig, generate_dataset
+    from robofume.data.generate import (
+        GenerateConfig,
+        generate_dataset,
+        mock_camera_settings,
+        read_camera_settings,
+    )
 
     if cfg.data:
         if not list_episodes(cfg.data):
             raise FileNotFoundError(f"no episode files under {cfg.data}")
         return cfg.data
-    settings = dataclasses.asdict(cfg.data_stage)
+    settings = {**dataclasses.asdict(cfg.data_stage), "mock_camera": mock_camera_settings()}
     if _is_done(cfg, "data", settings):
         log(f"data: cached in {cfg.data_dir}")
         return cfg.data_dir
     _forget(cfg, "data", "labels", "classifier", "pretrain")
     manifest_path = os.path.join(cfg.data_dir, "dataset.json")
+    rendered = read_camera_settings(cfg.data_dir)
+    if rendered is not None and rendered != mock_camera_settings():
+        # the live mock camera would look (slightly) different from every frame the policy learnt on
+        log(
+            f"data: {cfg.data_dir} was rendered with {rendered}, the mock camera now renders with "
+            f"{mock_camera_settings()}; generating it again"
+        )
+        shutil.rmtree(cfg.data_dir)
     resume = os.path.exists(manifest_path)
     if os.path.isdir(cfg.data_dir) and not resume:
         shutil.rmtree(cfg.data_dir)  # an aborted first attempt left no manifest: nothing to keep

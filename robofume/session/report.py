@@ -219,7 +219,9 @@ def write_report(
         f"- weight versions served: {w['versions_served']} (last v{_fmt(w['last_version'])}, "
         f"learner step {_fmt(w['last_learner_step'])})",
         f"- control period p50 {_fmt(ctl['p50_ms'])} ms, p99 {_fmt(ctl['p99_ms'])} ms "
-        f"over {ctl['periods']} steps",
+        f"over {ctl['periods']} steps; camera cadence p50 {_fmt(ctl.get('camera_period_p50_ms'))} ms, "
+        f"p99 {_fmt(ctl.get('camera_period_p99_ms'))} ms; camera stamp to action p50 "
+        f"{_fmt(ctl.get('latency_p50_ms'))} ms, p99 {_fmt(ctl.get('latency_p99_ms'))} ms",
         f"- holds (pauses): {summary['pauses']}; help requests: {summary['help_requests']}",
         f"- homing between attempts: {summary['homing'].get('home', 0)} reached home, "
         f"{summary['homing'].get('gave_up', 0)} gave up (median {_fmt(summary['homing']['steps_median'])} "

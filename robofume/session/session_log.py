@@ -39,6 +39,11 @@ HOLD_PHASES: tuple[str, ...] = ("paused", "help_needed", "estop")
 """Controller phases in which the arm is held and no attempt runs."""
 
 
+def _percentile_ms(values_s: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``values_s`` in milliseconds (None when empty)."""
+    return float(np.percentile(np.asarray(values_s) * 1e3, q)) if values_s else None
+
+
 @dataclass
 class SessionLog:
     """Accumulates a session's events; :meth:`summary` gives the report's numbers."""
@@ -56,6 +61,10 @@ class SessionLog:
     """How the controller's homings between attempts ended (``homed`` events)."""
     homing_steps: list[int] = field(default_factory=list)
     action_periods_s: list[float] = field(default_factory=list)
+    frame_periods_s: list[float] = field(default_factory=list)
+    """Time between the camera stamps of successive policy actions: the camera's cadence."""
+    action_latencies_s: list[float] = field(default_factory=list)
+    """Camera stamp to the action's arrival: render, transport, inference, transport."""
     probabilities: list[tuple[float, str, float]] = field(default_factory=list)
     transitions: int = 0
     """Transitions recorded online in this session (the buffer's count minus what it held at start)."""
@@ -64,6 +73,7 @@ class SessionLog:
     _baseline: int | None = None
     truth: dict[str, Any] | None = None
     _last_action_t: float | None = None
+    _last_frame_stamp: float | None = None
     _phase: str = "paused"
     _tb_step: int = 0
 
@@ -137,6 +147,7 @@ class SessionLog:
         self._phase = phase
         self.phases.append((now - self.t0, phase, reason))
         self._last_action_t = None
+        self._last_frame_stamp = None
 
     def on_success_event(self, task: str, now: float) -> None:
         """The reward node reported a confirmed success (``reward/success``)."""
@@ -151,13 +162,28 @@ class SessionLog:
         self.probabilities.append((now - self.t0, task, probability))
         self._scalar(f"reward/success_prob_{task}", probability, now)
 
-    def on_action(self, now: float) -> None:
-        """An action reached the arm side: the control period is the time since the previous one."""
-        if self._phase in ("forward", "backward") and self._last_action_t is not None:
+    def on_action(self, now: float, frame_stamp: float | None = None) -> None:
+        """An action reached the arm side: the control period is the time since the previous one.
+
+        ``frame_stamp`` (the camera stamp the action carries, same clock as ``now``) splits the period's
+        jitter into the camera's cadence and the frame-to-action latency."""
+        acting = self._phase in ("forward", "backward")
+        if acting and self._last_action_t is not None:
             period = now - self._last_action_t
             if period < 5.0:
                 self.action_periods_s.append(period)
                 self._scalar("system/control_period_ms", period * 1e3, now)
+        if frame_stamp is not None and frame_stamp > 0:
+            if acting:
+                latency = now - frame_stamp
+                if 0.0 <= latency < 5.0:
+                    self.action_latencies_s.append(latency)
+                    self._scalar("system/action_latency_ms", latency * 1e3, now)
+            if acting and self._last_frame_stamp is not None:
+                cadence = frame_stamp - self._last_frame_stamp
+                if 0.0 < cadence < 5.0:
+                    self.frame_periods_s.append(cadence)
+            self._last_frame_stamp = frame_stamp
         self._last_action_t = now
 
     def on_weights(self, version: int, learner_step: int, now: float) -> None:
@@ -240,8 +266,12 @@ class SessionLog:
             },
             "control": {
                 "periods": len(periods),
-                "p50_ms": float(np.percentile(periods, 50)) if len(periods) else None,
-                "p99_ms": float(np.percentile(periods, 99)) if len(periods) else None,
+                "p50_ms": _percentile_ms(self.action_periods_s, 50),
+                "p99_ms": _percentile_ms(self.action_periods_s, 99),
+                "camera_period_p50_ms": _percentile_ms(self.frame_periods_s, 50),
+                "camera_period_p99_ms": _percentile_ms(self.frame_periods_s, 99),
+                "latency_p50_ms": _percentile_ms(self.action_latencies_s, 50),
+                "latency_p99_ms": _percentile_ms(self.action_latencies_s, 99),
             },
             "pauses": sum(1 for _, phase, _ in self.phases if phase == "paused"),
             "help_requests": self.help_requests,

@@ -25,6 +25,7 @@ from gymnasium import spaces
 
 from robofume.sim.arm_controller import ARM_DOF, GRIPPER_CTRL_MAX, CartesianController, yaw_of
 from robofume.sim.gl_preload import preload_before_gl
+from robofume.sim.mesh_lod import VISUAL_MESH_MAX_FACES
 from robofume.sim.scene import (
     BIN_INNER_HALF,
     CAMERA_NAME,
@@ -85,6 +86,9 @@ class MockArmConfig:
     start_xy_high: tuple[float, float] = (0.58, -0.08)
     object_yaw_range: float = 0.5
     variant: SceneVariant = field(default_factory=SceneVariant)
+    visual_max_faces: int = VISUAL_MESH_MAX_FACES
+    """Triangle budget per visual mesh of the arm for the camera (0: the original meshes; the
+    physics never change). 2,000 renders about 2.5x faster at a mean difference of 0.13 grey levels."""
 
     def __post_init__(self) -> None:
         if not (self.image_size == 0 or 32 <= self.image_size <= 1024):
@@ -95,6 +99,8 @@ class MockArmConfig:
             raise ValueError(f"control_hz must be between 1 and 50, got {self.control_hz}")
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if self.visual_max_faces != 0 and self.visual_max_faces < 50:
+            raise ValueError(f"visual_max_faces must be 0 (off) or >= 50, got {self.visual_max_faces}")
 
 
 class MockArmEnv(gym.Env):
@@ -106,7 +112,9 @@ class MockArmEnv(gym.Env):
         self.config = config or MockArmConfig()
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": int(self.config.control_hz)}
-        self.model = build_model(self.config.variant, max(self.config.image_size, 512))
+        self.model = build_model(
+            self.config.variant, max(self.config.image_size, 512), self.config.visual_max_faces
+        )
         self.data = mujoco.MjData(self.model)
         self.controller = CartesianController(self.model)
         self.n_substeps = max(

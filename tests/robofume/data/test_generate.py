@@ -117,3 +117,21 @@ def test_layout_seed_records_target_scene_episodes_at_one_workstation(tmp_path) 
         np.testing.assert_allclose(s, demos[0][1])
     with pytest.raises(ValueError, match="layout_seed"):
         _cfg(tmp_path, layout_seed=-1)
+
+
+def test_camera_settings_are_recorded_and_a_differently_rendered_dataset_is_not_resumed(tmp_path) -> None:
+    from robofume.data.generate import mock_camera_settings, read_camera_settings
+
+    out = tmp_path / "mock"
+    generate_dataset(_cfg(out, prior=0, failures_per_task=0), progress=False)
+    assert read_camera_settings(str(out)) == mock_camera_settings()
+    assert load_episode(list_episodes(out)[0]).metadata["visual_max_faces"] == mock_camera_settings()["visual_max_faces"]
+    # a manifest from before the settings were recorded: rendered with the original meshes
+    manifest = json.loads((out / "dataset.json").read_text())
+    del manifest["mock_camera"]
+    (out / "dataset.json").write_text(json.dumps(manifest))
+    assert read_camera_settings(str(out)) == {"visual_max_faces": 0}
+    before = {p: os.path.getmtime(p) for p in list_episodes(out)}
+    with pytest.raises(ValueError, match="new --out"):
+        generate_dataset(_cfg(out, prior=0, failures_per_task=1, resume=True), progress=False)
+    assert {p: os.path.getmtime(p) for p in list_episodes(out)} == before

@@ -253,3 +253,25 @@ def test_time_held_is_counted_per_phase_up_to_the_end(tmp_path) -> None:
         "20.0 min of autonomous fine-tuning (the arm held for 15.0 min help needed)"
         in (tmp_path / "report.md").read_text()
     )
+
+
+def test_control_period_splits_into_camera_cadence_and_latency() -> None:
+    log = SessionLog(t0=0.0)
+    log.on_phase("forward", "", 0.0)
+    # frames every 100 ms; the third action arrives 30 ms late, the fourth on time again
+    stamps = [1.0, 1.1, 1.2, 1.3, 1.4]
+    delays = [0.01, 0.01, 0.04, 0.01, 0.01]
+    for stamp, delay in zip(stamps, delays, strict=True):
+        log.on_action(stamp + delay, stamp)
+    ctl = log.summary()["control"]
+    assert ctl["periods"] == 4
+    assert sorted(round(p * 1e3) for p in log.action_periods_s) == [70, 100, 100, 130]
+    assert ctl["camera_period_p50_ms"] == pytest.approx(100.0)
+    assert ctl["camera_period_p99_ms"] == pytest.approx(100.0)
+    assert ctl["latency_p50_ms"] == pytest.approx(10.0)
+    assert ctl["latency_p99_ms"] == pytest.approx(38.8)  # numpy interpolates between 10 and 40
+    # a hold restarts both chains: the gap across it is no control period
+    log.on_phase("paused", "policy server silent", 1.5)
+    log.on_phase("forward", "", 2.0)
+    log.on_action(3.01, 3.0)
+    assert log.summary()["control"]["periods"] == 4 and len(log.frame_periods_s) == 4

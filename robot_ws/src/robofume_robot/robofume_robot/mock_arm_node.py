@@ -1,7 +1,9 @@
 """ROS 2 node of the MuJoCo mock arm and its camera, running in real time.
 
 Like a real robot, the world does not wait for the policy: every control period the node applies
-the newest gated target from ``arm/command`` (or holds), steps physics, and publishes state.
+the newest gated target from ``arm/command`` (or holds), steps physics, and publishes state. When
+``camera_hz`` equals ``control_hz`` (the default) the camera frame is rendered in the same tick,
+after the step; its stamp is the capture time.
 
 Topics (relative, so a namespace per robot works):
   sub ``arm/command``               sensor_msgs/JointState   gated target x, y, z, yaw, gripper
@@ -77,8 +79,13 @@ class MockArmNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, "camera/color/camera_info", qos_profile_sensor_data)
         self.truth_pub = self.create_publisher(String, "sim/ground_truth", 10)
         self.create_service(Trigger, "sim/reset_scene", self._on_reset_scene)
+        # At the control rate the frame is rendered in the control tick, right after the physics
+        # step, so every frame shows the state the last action led to (two timers of one period
+        # would leave their order to the executor). Any other camera rate runs its own timer.
+        self.camera_in_control_tick = abs(camera_hz - control_hz) < 1e-9
         self.create_timer(1.0 / control_hz, self._on_control)
-        self.create_timer(1.0 / camera_hz, self._on_camera)
+        if not self.camera_in_control_tick:
+            self.create_timer(1.0 / camera_hz, self._on_camera)
         self._publish_state()
 
     def _on_command(self, msg: JointState) -> None:
@@ -101,6 +108,8 @@ class MockArmNode(Node):
         self.env.apply_target(pos, yaw, gripper)
         self.steps += 1
         self._publish_state()
+        if self.camera_in_control_tick:
+            self._on_camera()
 
     def _publish_state(self) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -121,8 +130,8 @@ class MockArmNode(Node):
         self.truth_pub.publish(String(data=json.dumps(self.env.ground_truth())))
 
     def _on_camera(self) -> None:
+        stamp = self.get_clock().now().to_msg()  # capture time, as a real camera stamps exposure
         frame = self.env.camera_frame(self.image_size)
-        stamp = self.get_clock().now().to_msg()
         self.image_pub.publish(to_image_msg(frame, stamp, self.camera_frame))
         fx, fy, cx, cy = self.env.camera_intrinsics(self.image_size)
         self.info_pub.publish(
