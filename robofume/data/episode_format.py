@@ -64,7 +64,9 @@ class Episode:
         return bool(self.success[-1])
 
 
-def validate_arrays(frames: np.ndarray, proprio: np.ndarray, actions: np.ndarray, success: np.ndarray) -> None:
+def validate_arrays(
+    frames: np.ndarray, proprio: np.ndarray, actions: np.ndarray, success: np.ndarray
+) -> None:
     """Raise :class:`EpisodeFormatError` unless shapes and dtypes follow the format."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise EpisodeFormatError(f"frames must be uint8 (T+1, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -85,8 +87,12 @@ def save_episode(path: str | os.PathLike[str], episode: Episode) -> None:
     meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     with atomic_writer(path) as f:
         np.savez_compressed(
-            f, frames=episode.frames, proprio=episode.proprio, actions=episode.actions,
-            success=episode.success, meta=meta_bytes,
+            f,
+            frames=episode.frames,
+            proprio=episode.proprio,
+            actions=episode.actions,
+            success=episode.success,
+            meta=meta_bytes,
         )
 
 
@@ -112,7 +118,8 @@ def load_episode(path: str | os.PathLike[str]) -> Episode:
         raise EpisodeFormatError(f"{path}: not a {FORMAT_NAME} file")
     if meta.get("version") != FORMAT_VERSION:
         raise EpisodeFormatError(
-            f"{path}: format version {meta.get('version')} is not supported (this robofume reads {FORMAT_VERSION})"
+            f"{path}: format version {meta.get('version')} is not supported "
+            f"(this robofume reads {FORMAT_VERSION})"
         )
     task = meta.pop("task", None)
     meta.pop("format")

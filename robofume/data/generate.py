@@ -26,7 +26,13 @@ import numpy as np
 from tqdm import tqdm
 
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic
-from robofume.data.episode_format import FORMAT_NAME, FORMAT_VERSION, EpisodeFormatError, load_episode, save_episode
+from robofume.data.episode_format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    EpisodeFormatError,
+    load_episode,
+    save_episode,
+)
 from robofume.data.rollout import record_episode
 from robofume.sim.mesh_lod import VISUAL_MESH_MAX_FACES
 from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
@@ -65,8 +71,10 @@ class PriorScene:
     def variant(self) -> SceneVariant:
         """The scene variant this prior scene compiles to."""
         return SceneVariant(
-            object_shape=self.object_shape, object_half_size=self.object_half_size,
-            object_rgba=COLORS[self.object_color], target_kind=self.target_kind,
+            object_shape=self.object_shape,
+            object_half_size=self.object_half_size,
+            object_rgba=COLORS[self.object_color],
+            target_kind=self.target_kind,
             target_rgba=COLORS[self.target_color],
         )
 
@@ -141,25 +149,62 @@ def plan_jobs(cfg: GenerateConfig) -> list[EpisodeJob]:
     jobs: list[EpisodeJob] = []
 
     def seed_of(kind: str, task: str, index: int) -> int:
-        return int(np.random.SeedSequence([cfg.seed, _KIND_CODE[kind], TASK_NAMES.index(task), index])
-                   .generate_state(1)[0])
+        return int(
+            np.random.SeedSequence(
+                [cfg.seed, _KIND_CODE[kind], TASK_NAMES.index(task), index]
+            ).generate_state(1)[0]
+        )
 
     for task in TASK_NAMES:
         for i in range(cfg.demos_per_task):
             s = seed_of("demos", task, i)
-            jobs.append(EpisodeJob("demos", task, i, _path(cfg.out, "demos", task, i), s, -1, False,
-                                   cfg.demo_noise, None, cfg.layout_seed))
+            jobs.append(
+                EpisodeJob(
+                    "demos",
+                    task,
+                    i,
+                    _path(cfg.out, "demos", task, i),
+                    s,
+                    -1,
+                    False,
+                    cfg.demo_noise,
+                    None,
+                    cfg.layout_seed,
+                )
+            )
         for i in range(cfg.failures_per_task):
             s = seed_of("failures", task, i)
-            jobs.append(EpisodeJob("failures", task, i, _path(cfg.out, "failures", task, i), s, -1, False,
-                                   cfg.demo_noise, FAILURE_MODES[i % len(FAILURE_MODES)], cfg.layout_seed))
+            jobs.append(
+                EpisodeJob(
+                    "failures",
+                    task,
+                    i,
+                    _path(cfg.out, "failures", task, i),
+                    s,
+                    -1,
+                    False,
+                    cfg.demo_noise,
+                    FAILURE_MODES[i % len(FAILURE_MODES)],
+                    cfg.layout_seed,
+                )
+            )
     for i in range(cfg.prior):
         task = TASK_NAMES[i % 2]
         s = seed_of("prior", task, i)
         rng = np.random.default_rng(s)
-        jobs.append(EpisodeJob("prior", task, i, _path(cfg.out, "prior", task, i), s,
-                               int(rng.integers(len(PRIOR_SCENES))), bool(rng.random() < 0.5),
-                               float(rng.uniform(0.0, cfg.prior_noise_max)), None))
+        jobs.append(
+            EpisodeJob(
+                "prior",
+                task,
+                i,
+                _path(cfg.out, "prior", task, i),
+                s,
+                int(rng.integers(len(PRIOR_SCENES))),
+                bool(rng.random() < 0.5),
+                float(rng.uniform(0.0, cfg.prior_noise_max)),
+                None,
+            )
+        )
     return jobs
 
 
@@ -191,7 +236,6 @@ def close_cached_envs() -> None:
     _ENV_CACHE.clear()
 
 
-
 def _env_for(job: EpisodeJob, image_size: int, max_steps: int) -> MockArmEnv:
     key = (job.scene, job.swap_sides, image_size, max_steps)
     if key not in _ENV_CACHE:
@@ -199,8 +243,13 @@ def _env_for(job: EpisodeJob, image_size: int, max_steps: int) -> MockArmEnv:
         variant = TARGET_VARIANT if job.scene < 0 else PRIOR_SCENES[job.scene].variant()
         cfg = MockArmConfig(image_size=image_size, max_episode_steps=max_steps, variant=variant)
         if job.swap_sides:
-            cfg = replace(cfg, target_xy_low=cfg.start_xy_low, target_xy_high=cfg.start_xy_high,
-                          start_xy_low=cfg.target_xy_low, start_xy_high=cfg.target_xy_high)
+            cfg = replace(
+                cfg,
+                target_xy_low=cfg.start_xy_low,
+                target_xy_high=cfg.start_xy_high,
+                start_xy_low=cfg.target_xy_low,
+                start_xy_high=cfg.target_xy_high,
+            )
         _ENV_CACHE[key] = MockArmEnv(cfg)
     return _ENV_CACHE[key]
 
@@ -222,9 +271,14 @@ def run_job(job: EpisodeJob, image_size: int, max_steps: int) -> dict:
         env.reset(seed=seed, options=options)
         expert = ScriptedExpert(env, noise_std=job.noise, failure_mode=job.failure_mode, rng=rng)  # type: ignore[arg-type]
         episode = record_episode(
-            env, lambda _obs, e=expert: e.act(), job.task, keep_scene=True,
+            env,
+            lambda _obs, e=expert: e.act(),
+            job.task,
+            keep_scene=True,
             metadata={
-                "kind": job.kind, "seed": seed, "instruction": instruction(job.task, obj_desc, target_desc),
+                "kind": job.kind,
+                "seed": seed,
+                "instruction": instruction(job.task, obj_desc, target_desc),
                 "expert": {"noise_std": job.noise, "failure_mode": job.failure_mode},
                 "scene": "target" if job.scene < 0 else asdict(PRIOR_SCENES[job.scene]),
                 "swap_sides": job.swap_sides,
@@ -280,7 +334,8 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
     existing = [j for j in jobs if os.path.exists(j.path)]
     if existing and not cfg.resume:
         raise FileExistsError(
-            f"{cfg.out} already holds {len(existing)} episodes; pass --resume to complete it or choose a new --out"
+            f"{cfg.out} already holds {len(existing)} episodes; "
+            "pass --resume to complete it or choose a new --out"
         )
     for kind in KINDS:
         ensure_writable_dir(os.path.join(cfg.out, kind))
@@ -293,9 +348,14 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
             )
     todo = [j for j in jobs if not _is_complete(j.path)]
     manifest = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": asdict(cfg), "mock_camera": mock_camera_settings(), "target_scene": asdict(TARGET_VARIANT),
-        "prior_scenes": [asdict(s) for s in PRIOR_SCENES], "complete": False,
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": asdict(cfg),
+        "mock_camera": mock_camera_settings(),
+        "target_scene": asdict(TARGET_VARIANT),
+        "prior_scenes": [asdict(s) for s in PRIOR_SCENES],
+        "complete": False,
     }
     write_json_atomic(manifest_path, manifest)
     stats: dict[str, dict[str, int]] = {k: {"episodes": 0, "successes": 0, "steps": 0} for k in KINDS}
@@ -308,7 +368,10 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
         bar.update(1)
         bar.set_postfix(kind=result["kind"], ok=result["success"])
     bar.close()
-    manifest.update(complete=True, generated_now=stats, episodes={
-        kind: len([j for j in jobs if j.kind == kind]) for kind in KINDS})
+    manifest.update(
+        complete=True,
+        generated_now=stats,
+        episodes={kind: len([j for j in jobs if j.kind == kind]) for kind in KINDS},
+    )
     write_json_atomic(manifest_path, manifest)
     return manifest

@@ -31,6 +31,8 @@ def dataset_info(path: str) -> dict:
         "path": path,
         "episodes": len(files) - len(corrupt),
         "transitions": steps,
-        "by_kind_task": {k: {"episodes": n, "success_rate": round(successes[k] / n, 3)} for k, n in sorted(counts.items())},
+        "by_kind_task": {
+            k: {"episodes": n, "success_rate": round(successes[k] / n, 3)} for k, n in sorted(counts.items())
+        },
         "corrupt": corrupt,
     }

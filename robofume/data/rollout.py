@@ -23,7 +23,8 @@ def record_episode(
     keep_scene: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> Episode:
-    """Reset ``env`` for ``task`` (reset-free when ``keep_scene``), run ``policy`` to the end, return the episode."""
+    """Reset ``env`` for ``task`` (reset-free when ``keep_scene``), run ``policy`` to the end, and
+    return the episode."""
     if not env.config.image_size:
         raise ValueError("recording episodes needs the camera: set image_size > 0")
     obs, info = env.reset(seed=seed, options={"task": task, "keep_scene": keep_scene})
@@ -52,7 +53,9 @@ def record_episode(
     return Episode(
         frames=np.stack(frames),
         proprio=np.stack(proprio).astype(np.float32),
-        actions=np.stack(actions).astype(np.float32) if actions else np.zeros((0, len(ACTION_NAMES)), np.float32),
+        actions=np.stack(actions).astype(np.float32)
+        if actions
+        else np.zeros((0, len(ACTION_NAMES)), np.float32),
         success=np.asarray(success, dtype=bool),
         task=task,
         metadata=meta,

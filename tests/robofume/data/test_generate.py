@@ -37,7 +37,9 @@ def test_writes_demos_failures_and_prior_with_labels(dataset) -> None:
         assert ep.frames.dtype == np.uint8 and ep.frames.shape[1:] == (32, 32, 3)
         assert ep.metadata["instruction"] and ep.metadata["proprio_names"][0] == "ee_x"
     assert all(e.metadata["scene"] != "target" for e in prior)
-    assert "red cube" not in " ".join(e.metadata["instruction"] for e in prior if e.metadata["scene"]["object_color"] != "red")
+    assert "red cube" not in " ".join(
+        e.metadata["instruction"] for e in prior if e.metadata["scene"]["object_color"] != "red"
+    )
     saved = json.loads((out / "dataset.json").read_text())
     assert saved["format"] == "robofume-episode" and saved["complete"]
 
@@ -125,7 +127,10 @@ def test_camera_settings_are_recorded_and_a_differently_rendered_dataset_is_not_
     out = tmp_path / "mock"
     generate_dataset(_cfg(out, prior=0, failures_per_task=0), progress=False)
     assert read_camera_settings(str(out)) == mock_camera_settings()
-    assert load_episode(list_episodes(out)[0]).metadata["visual_max_faces"] == mock_camera_settings()["visual_max_faces"]
+    assert (
+        load_episode(list_episodes(out)[0]).metadata["visual_max_faces"]
+        == mock_camera_settings()["visual_max_faces"]
+    )
     # a manifest from before the settings were recorded: rendered with the original meshes
     manifest = json.loads((out / "dataset.json").read_text())
     del manifest["mock_camera"]
