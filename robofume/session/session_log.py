@@ -33,6 +33,9 @@ class EpisodeRecord:
     steps: int
     ground_truth: bool | None = None
     """The simulator's success of the task at the end (``None`` on a real robot)."""
+    object_pos: list[float] | None = None
+    """Where the simulator's object lay at the end (world frame, m; ``None`` on a real robot): the
+    scene the next attempt starts from, e.g. the state a stuck stream could not leave."""
 
 
 HOLD_PHASES: tuple[str, ...] = ("paused", "help_needed", "estop")
@@ -93,6 +96,15 @@ class SessionLog:
         value = self.truth.get("success", {}).get(task)
         return None if value is None else bool(value)
 
+    def _object_pos(self) -> list[float] | None:
+        pos = (self.truth or {}).get("object_pos")
+        if not isinstance(pos, list) or len(pos) != 3:
+            return None
+        try:
+            return [round(float(v), 4) for v in pos]
+        except (TypeError, ValueError):
+            return None
+
     def on_event(self, event: dict[str, Any], now: float) -> None:
         """A ``reset_free/events`` object."""
         kind = event.get("kind")
@@ -103,6 +115,7 @@ class SessionLog:
                 str(event.get("outcome")),
                 int(event.get("step") or 0),
                 self._truth_of(str(event.get("task"))),
+                self._object_pos(),
             )
             self.episodes.append(record)
             task = record.task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,35 @@ def test_real_gate_refuses_to_start_without_limits() -> None:
         .splitlines()[-1]
         .startswith("robofume: error: safety_gate: parameter 'limits_file'")
     )
+
+
+def test_nodes_off_the_control_path_run_at_lower_priority(tmp_path, monkeypatch) -> None:
+    from robofume_robot import launcher as launcher_module
+    from robofume_robot.launcher import MCAP_NODE, OFF_PATH_NICE, SESSION_NODES, _lower_priority
+
+    nice = {s.name: s.nice for s in (*ROBOTS["mock"][1], *SESSION_NODES, MCAP_NODE)}
+    on_path = ("arm", "safety_gate", "policy_server")
+    assert all(nice[name] == 0 for name in on_path)
+    assert all(v == OFF_PATH_NICE > 0 for name, v in nice.items() if name not in on_path)
+    spawned: dict[str, object] = {}
+
+    class FakePopen:
+        def __init__(self, cmd: list[str], **kwargs: object) -> None:
+            spawned[cmd[cmd.index("-r") + 1].removeprefix("__node:=")] = kwargs["preexec_fn"]
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(launcher_module.subprocess, "Popen", FakePopen)
+    Launcher("mock", log_dir=tmp_path, extra_nodes=SESSION_NODES).start()
+    assert spawned["arm"] is None and spawned["policy_server"] is None and spawned["recorder"] is not None
+    monkeypatch.undo()
+    # the hook really lowers a child's priority
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.nice(0))"],
+        preexec_fn=_lower_priority(3),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(out.stdout) == os.nice(0) + 3

@@ -275,3 +275,14 @@ def test_control_period_splits_into_camera_cadence_and_latency() -> None:
     log.on_phase("forward", "", 2.0)
     log.on_action(3.01, 3.0)
     assert log.summary()["control"]["periods"] == 4 and len(log.frame_periods_s) == 4
+
+
+def test_episodes_record_where_the_object_lay() -> None:
+    log = SessionLog(t0=0.0)
+    log.on_ground_truth({"success": {"forward": False}, "object_pos": [0.5, 0.151234567, 0.02]})
+    log.on_event({"kind": "episode_end", "task": "forward", "outcome": "timeout", "step": 100}, 10.0)
+    log.on_ground_truth({"success": {"backward": False}, "object_pos": "somewhere"})
+    log.on_event({"kind": "episode_end", "task": "backward", "outcome": "timeout", "step": 100}, 20.0)
+    episodes = log.to_json()["episodes"]
+    assert episodes[0]["object_pos"] == [0.5, 0.1512, 0.02]
+    assert episodes[1]["object_pos"] is None and episodes[1]["ground_truth"] is False

@@ -306,6 +306,8 @@ def render(spec: LaunchSpec) -> str:
             '    namespace: "$(var namespace)"',
             "    output: screen",
         ]
+        if node.nice:  # off the control path: the same priority as robofume's own launcher gives
+            lines.append(f'    launch-prefix: "nice -n {node.nice}"')
         if node in spec.optional:
             lines.append(f'    if: "$(var start_{node.name})"')
         lines += [

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +30,9 @@ class NodeSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     params_file: str | None = None
     """Parameter file in config/ for this node; default: the robot's file."""
+    nice: int = 0
+    """Scheduling niceness added to the process: nodes off the control path (camera → policy →
+    gate → arm) yield the CPU to it."""
 
 
 ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
@@ -51,16 +55,25 @@ ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
 """Robot flavour -> (parameter file in config/, nodes)."""
 
 SESSION_PARAMS = "session.yaml"
+OFF_PATH_NICE = 5
+"""Niceness of the session nodes that are not on the per-step control path (reward, controller,
+recorder, visualizer, MCAP recorder): they work per frame or per episode, but an action never
+waits for them."""
 SESSION_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("policy_server", "policy_server.policy_server_node", params_file=SESSION_PARAMS),
-    NodeSpec("reward", "reward_vlm.reward_node", params_file=SESSION_PARAMS),
-    NodeSpec("reset_free_controller", "reset_free.controller_node", params_file=SESSION_PARAMS),
-    NodeSpec("recorder", "reset_free.recorder_node", params_file=SESSION_PARAMS),
-    NodeSpec("visualizer", "reset_free.visualizer_node", params_file=SESSION_PARAMS),
+    NodeSpec("reward", "reward_vlm.reward_node", params_file=SESSION_PARAMS, nice=OFF_PATH_NICE),
+    NodeSpec(
+        "reset_free_controller", "reset_free.controller_node", params_file=SESSION_PARAMS, nice=OFF_PATH_NICE
+    ),
+    NodeSpec("recorder", "reset_free.recorder_node", params_file=SESSION_PARAMS, nice=OFF_PATH_NICE),
+    NodeSpec("visualizer", "reset_free.visualizer_node", params_file=SESSION_PARAMS, nice=OFF_PATH_NICE),
 )
-"""The fine-tuning session's nodes, on top of a robot's (``robofume session``); parameters in session.yaml."""
+"""The fine-tuning session's nodes, on top of a robot's (``robofume session``); parameters in session.yaml.
+The policy server is on the control path; the others run at ``OFF_PATH_NICE``."""
 
-MCAP_NODE = NodeSpec("mcap_recorder", "reset_free.mcap_recorder_node", params_file=SESSION_PARAMS)
+MCAP_NODE = NodeSpec(
+    "mcap_recorder", "reset_free.mcap_recorder_node", params_file=SESSION_PARAMS, nice=OFF_PATH_NICE
+)
 """Optional: records the session's topics to MCAP (``robofume session --record-mcap``)."""
 
 
@@ -74,6 +87,15 @@ def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("MUJOCO_GL", "egl")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _lower_priority(increment: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that adds ``increment`` to the child's niceness (no privileges needed)."""
+
+    def lower() -> None:
+        os.nice(increment)
+
+    return lower
 
 
 def _param_arg(key: str, value: Any) -> str:
@@ -138,6 +160,7 @@ class Launcher:
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,
+            preexec_fn=_lower_priority(spec.nice) if spec.nice else None,
         )
 
     def exited(self) -> dict[str, int]:
