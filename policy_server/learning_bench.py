@@ -431,13 +431,17 @@ def evaluate_task(
     device: torch.device,
     layout_seed: int | None,
     task: str,
+    object_band: tuple[float, float] | None = None,
 ) -> float:
     """Success rate (ground truth) of the deterministic policy at ``task`` on fresh scenes ``seeds``,
-    each with the object where the task starts (forward: the start square; backward: the goal)."""
+    each with the object where the task starts (forward: the start square; backward: the goal);
+    ``object_band`` moves it that far from the region's centre (the env's reset option)."""
     successes = 0
     options: dict[str, Any] = {"task": task}
     if layout_seed is not None:
         options["layout_seed"] = layout_seed
+    if object_band is not None:
+        options["object_band"] = object_band
     for seed in seeds:
         obs, info = env.reset(seed=seed, options=options)
         terminated = truncated = False

@@ -12,7 +12,8 @@ Example::
 
     points = evaluate_session(cfg, log=print)
     # [{"source": "milestones", "version": 1, "step": 17000, "success_rate": 1.0,
-    #   "backward_success_rate": 0.9, "episodes": 20}, ..., {"source": "weights", ...}]
+    #   "backward_success_rate": 0.9, "forward_edge_success_rate": 0.7, "episodes": 20}, ...,
+    #  {"source": "weights", ...}]
 """
 
 from __future__ import annotations
@@ -53,13 +54,15 @@ def evaluate_version(
     root: str, version: int, seeds: tuple[int, ...], layout_seed: int, image_size: int, max_steps: int
 ) -> dict[str, Any]:
     """Forward and backward success of weight ``version`` of store ``root`` on fresh scenes ``seeds``
-    (ground truth, mean action); runs in a worker process."""
+    (ground truth, mean action), and forward success from edge starts: the object 4-5.5 cm from the
+    start square's centre, where backward successes can leave it but no demo starts
+    (``forward_edge_success_rate``); runs in a worker process."""
     import torch
 
     from policy_server.learning_bench import evaluate_task
     from policy_server.networks import build_policy_from_config
     from policy_server.weights import WeightStore, load_into
-    from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
+    from robofume.sim.mock_arm_env import EDGE_BAND, MockArmConfig, MockArmEnv
 
     torch.set_num_threads(1)
     state, meta = WeightStore(root).load(version)
@@ -71,6 +74,7 @@ def evaluate_version(
         cpu = torch.device("cpu")
         forward = evaluate_task(nets, env, seeds, cpu, layout_seed, "forward")
         backward = evaluate_task(nets, env, seeds, cpu, layout_seed, "backward")
+        edge = evaluate_task(nets, env, seeds, cpu, layout_seed, "forward", object_band=EDGE_BAND)
     finally:
         env.close()
     return {
@@ -78,6 +82,7 @@ def evaluate_version(
         "step": meta.step,
         "success_rate": forward,
         "backward_success_rate": backward,
+        "forward_edge_success_rate": edge,
         "episodes": len(seeds),
     }
 

@@ -295,6 +295,9 @@ def run_session(
                 writer.add_scalar(
                     "charts/heldout_backward_success", point["backward_success_rate"], point["step"]
                 )
+                writer.add_scalar(
+                    "charts/heldout_forward_edge_success", point["forward_edge_success_rate"], point["step"]
+                )
     context_info = {
         "robot": cfg.robot,
         "out": cfg.out,

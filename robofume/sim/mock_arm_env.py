@@ -103,6 +103,23 @@ class MockArmConfig:
             raise ValueError(f"visual_max_faces must be 0 (off) or >= 50, got {self.visual_max_faces}")
 
 
+FRESH_OBJECT_SPREAD = 0.03
+"""A fresh scene puts the object within ± this (m, per axis) of its region's centre: the spread of
+every demo's start. The success regions are larger (start square ±6 cm, bin ±7 cm)."""
+
+EDGE_BAND: tuple[float, float] = (0.04, 0.055)
+"""``object_band`` of the held-out "edge" starts: the object 4–5.5 cm from the start square's
+centre, inside the square (a backward success) but outside every demo's start."""
+
+
+def _band_offset(rng: np.random.Generator, band: tuple[float, float]) -> np.ndarray:
+    """An offset whose larger coordinate lies in ``band`` (either axis, either sign)."""
+    near, far = band
+    along = rng.uniform(near, far) * rng.choice([-1.0, 1.0])
+    across = rng.uniform(-far, far)
+    return np.array([along, across]) if rng.random() < 0.5 else np.array([across, along])
+
+
 class MockArmEnv(gym.Env):
     """Franka Panda + 2F-85 gripper, one object, a target; forward and backward tasks, reset-free capable."""
 
@@ -157,15 +174,29 @@ class MockArmEnv(gym.Env):
         ``object_in`` ("start" or "target": where a fresh scene puts the object; default per task),
         ``layout_seed`` (a fresh scene's fixtures, the target and start-region positions, come from this
         seed instead of ``seed``: scenes with the same ``layout_seed`` share one workstation layout and
-        differ in the object's pose)."""
+        differ in the object's pose), ``object_band`` ((near, far) in m: a fresh scene puts the object
+        this far from its region's centre along one axis, instead of within ±3 cm; evaluation of the
+        starts a reset-free stream leaves, e.g. ``EDGE_BAND``)."""
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"task", "keep_scene", "home_arm", "object_in", "layout_seed"}
+        unknown = set(options) - {"task", "keep_scene", "home_arm", "object_in", "layout_seed", "object_band"}
         if unknown:
             raise ValueError(
                 f"unknown reset option(s) {sorted(unknown)}; "
-                "use task, keep_scene, home_arm, object_in, layout_seed"
+                "use task, keep_scene, home_arm, object_in, layout_seed, object_band"
             )
+        band = options.get("object_band")
+        if band is not None:
+            try:
+                near, far = (float(v) for v in band)
+            except (TypeError, ValueError):
+                near, far = -1.0, -1.0  # reported below
+            if not 0.0 <= near <= far <= START_REGION_HALF:
+                raise ValueError(
+                    f"object_band must be (near, far) with 0 <= near <= far <= {START_REGION_HALF} m, "
+                    f"got {band!r}"
+                )
+            band = (near, far)
         layout_seed = options.get("layout_seed")
         is_int = isinstance(layout_seed, (int, np.integer)) and not isinstance(layout_seed, bool)
         if layout_seed is not None and (not is_int or layout_seed < 0):
@@ -174,7 +205,7 @@ class MockArmEnv(gym.Env):
         keep_scene = bool(options.get("keep_scene", False)) and self._scene_ready
         if not keep_scene:
             default_in = "start" if self.task == "forward" else "target"
-            self._randomize_scene(options.get("object_in", default_in), layout_seed)
+            self._randomize_scene(options.get("object_in", default_in), layout_seed, band)
         elif options.get("home_arm", False):
             self.move_home()
         self._steps = 0
@@ -376,7 +407,9 @@ class MockArmEnv(gym.Env):
                 parent = self.model.body_parentid[parent]
         return {g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in bodies}
 
-    def _randomize_scene(self, object_in: str, layout_seed: int | None = None) -> None:
+    def _randomize_scene(
+        self, object_in: str, layout_seed: int | None = None, band: tuple[float, float] | None = None
+    ) -> None:
         if object_in not in ("start", "target"):
             raise ValueError(f"object_in must be 'start' or 'target', got {object_in!r}")
         rng = self.np_random
@@ -388,11 +421,16 @@ class MockArmEnv(gym.Env):
         self.data.mocap_pos[self._target_mocap] = [*target_xy, TABLE_TOP_Z]
         self.data.mocap_pos[self._start_mocap] = [*start_xy, TABLE_TOP_Z]
         half = cfg.variant.object_half_size
+        offset = (
+            rng.uniform(-FRESH_OBJECT_SPREAD, FRESH_OBJECT_SPREAD, 2)
+            if band is None
+            else _band_offset(rng, band)
+        )
         if object_in == "start":
-            xy = start_xy + rng.uniform(-0.03, 0.03, 2)
+            xy = start_xy + offset
             z = TABLE_TOP_Z + half
         else:
-            xy = target_xy + rng.uniform(-0.03, 0.03, 2)
+            xy = target_xy + offset
             z = TABLE_TOP_Z + 0.008 + half
         yaw = rng.uniform(-cfg.object_yaw_range, cfg.object_yaw_range)
         q = self._obj_qadr

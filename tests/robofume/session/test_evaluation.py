@@ -42,6 +42,7 @@ def test_evaluate_version_runs_saved_weights_on_fresh_scenes(tmp_path: Path) -> 
     )
     assert point["version"] == 1 and point["step"] == 7 and point["episodes"] == 1
     assert point["success_rate"] in (0.0, 1.0) and point["backward_success_rate"] in (0.0, 1.0)
+    assert point["forward_edge_success_rate"] in (0.0, 1.0)
 
 
 def test_evaluate_session_pre_trained_milestones_and_final(tmp_path: Path) -> None:
@@ -71,7 +72,7 @@ def test_evaluate_session_pre_trained_milestones_and_final(tmp_path: Path) -> No
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Held-out evaluation (ground truth)" in text
     assert "| 100 | pre-trained (v1) |" in text and "| 540 | final (v2) |" in text
-    assert "| learner step | policy | forward success | backward success |" in text
+    assert "| learner step | policy | forward success | forward, edge starts | backward success |" in text
 
 
 def test_real_robot_session_is_not_evaluated(tmp_path: Path) -> None:

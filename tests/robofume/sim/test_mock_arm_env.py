@@ -175,3 +175,25 @@ def test_step_before_reset_is_an_error() -> None:
     env = MockArmEnv(MockArmConfig(image_size=0))
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(5))
+
+
+def test_object_band_puts_fresh_objects_at_the_edge_and_keeps_default_seeds() -> None:
+    from robofume.sim.mock_arm_env import EDGE_BAND, MockArmConfig, MockArmEnv
+
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    try:
+        env.reset(seed=5, options={"task": "forward", "layout_seed": 3})
+        default_pos = env.object_pos().copy()
+        assert np.abs(default_pos[:2] - env.start_pos()[:2]).max() <= 0.031
+        for seed in range(6):
+            env.reset(seed=seed, options={"task": "forward", "layout_seed": 3, "object_band": EDGE_BAND})
+            far = np.abs(env.object_pos()[:2] - env.start_pos()[:2]).max()
+            assert EDGE_BAND[0] - 0.003 <= far <= EDGE_BAND[1] + 0.003
+        # the default placement draws exactly as before: same seed, same scene
+        env.reset(seed=5, options={"task": "forward", "layout_seed": 3})
+        np.testing.assert_allclose(env.object_pos(), default_pos)
+        for bad in ((0.05, 0.04), (0.0, 0.2), "far", (1,)):
+            with pytest.raises(ValueError, match="object_band"):
+                env.reset(seed=0, options={"object_band": bad})
+    finally:
+        env.close()
