@@ -3,12 +3,13 @@
 The Panda + 2F-85 visual meshes have about 198k triangles, and software rendering (Mesa's llvmpipe,
 ``MUJOCO_GL=egl`` without a GPU) spends its time on geometry, not pixels: a 128 px frame costs
 about as much as a 64 px one. Simplifying every render-only mesh to at most ``max_faces``
-triangles makes a frame about 2x cheaper at a mean pixel difference well under one grey level
-(``robofume bench render``; figures in docs/benchmarks.md).
+(2,000) triangles makes a frame about 2.4x cheaper at a mean pixel difference under one grey level
+(``robofume bench sim``; figures in docs/benchmarks.md, "Mock arm").
 
 Only what the camera sees changes. Collision geoms keep their original meshes (MuJoCo collides
-with their convex hulls), so the physics are unchanged. A mesh that a collision geom shares with a
-visual geom is copied: the visual geom gets the simplified copy.
+with their convex hulls), and bodies that take their inertia from their geoms keep the inertia the
+original meshes gave them, so the physics are bit-identical. A mesh that a collision geom shares
+with a visual geom is copied: the visual geom gets the simplified copy.
 """
 
 from __future__ import annotations

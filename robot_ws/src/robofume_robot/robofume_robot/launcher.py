@@ -31,8 +31,9 @@ class NodeSpec:
     params_file: str | None = None
     """Parameter file in config/ for this node; default: the robot's file."""
     nice: int = 0
-    """Scheduling niceness added to the process: nodes off the control path (camera → policy →
-    gate → arm) yield the CPU to it."""
+    """Scheduling niceness added to the node's process (0: unchanged). Session nodes off the
+    per-step control path (camera → policy → gate → arm) get ``OFF_PATH_NICE``, so the path gets the
+    CPU first."""
 
 
 ROBOTS: dict[str, tuple[str, tuple[NodeSpec, ...]]] = {
