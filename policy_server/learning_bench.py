@@ -378,9 +378,9 @@ def count_scene_resets(env: MockArmEnv) -> list[int]:
     count = [0]
     original = env._randomize_scene
 
-    def counting(object_in: str, layout_seed: int | None = None) -> None:
+    def counting(*args: Any, **kwargs: Any) -> None:  # whatever the env's own signature is
         count[0] += 1
-        original(object_in, layout_seed)
+        original(*args, **kwargs)
 
     env._randomize_scene = counting  # type: ignore[method-assign]
     return count
