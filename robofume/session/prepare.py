@@ -67,18 +67,19 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
         if not list_episodes(cfg.data):
             raise FileNotFoundError(f"no episode files under {cfg.data}")
         return cfg.data
-    settings = {**dataclasses.asdict(cfg.data_stage), "mock_camera": mock_camera_settings()}
+    camera = mock_camera_settings()
+    settings = {**dataclasses.asdict(cfg.data_stage), "mock_camera": camera}
     if _is_done(cfg, "data", settings):
         log(f"data: cached in {cfg.data_dir}")
         return cfg.data_dir
     _forget(cfg, "data", "labels", "classifier", "pretrain")
     manifest_path = os.path.join(cfg.data_dir, "dataset.json")
     rendered = read_camera_settings(cfg.data_dir)
-    if rendered is not None and rendered != mock_camera_settings():
+    if rendered is not None and rendered != camera:
         # the live mock camera would look (slightly) different from every frame the policy learnt on
         log(
             f"data: {cfg.data_dir} was rendered with {rendered}, the mock camera now renders with "
-            f"{mock_camera_settings()}; generating it again"
+            f"{camera}; generating it again"
         )
         shutil.rmtree(cfg.data_dir)
     resume = os.path.exists(manifest_path)

@@ -87,17 +87,6 @@ def node_overrides(cfg: SessionConfig) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def _niceness(increment: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that lowers the child's scheduling priority by ``increment`` (None for 0)."""
-    if increment == 0:
-        return None
-
-    def lower_priority() -> None:
-        os.nice(increment)
-
-    return lower_priority
-
-
 def learner_command(cfg: SessionConfig) -> list[str]:
     """The learner process: ``robofume learner`` on the session's run folder."""
     return [
@@ -165,7 +154,7 @@ def run_session(
 
     from policy_server.weights import WeightStore
     from robofume.session.monitor_node import SessionMonitorNode
-    from robofume_robot.launcher import MCAP_NODE, SESSION_NODES, Launcher, ros_environment
+    from robofume_robot.launcher import MCAP_NODE, SESSION_NODES, Launcher, lower_priority, ros_environment
 
     cfg.validate()
     classifier_metrics = prepare(cfg, log)
@@ -223,7 +212,7 @@ def run_session(
             stdout=learner_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_niceness(cfg.online.learner_nice),
+            preexec_fn=lower_priority(cfg.online.learner_nice),
         )
         log(
             f"running {len(launcher.nodes)} nodes + learner for {cfg.online.duration_s / 60:.1f} min; "

@@ -187,16 +187,13 @@ class SessionLog:
                 self.action_periods_s.append(period)
                 self._scalar("system/control_period_ms", period * 1e3, now)
         if frame_stamp is not None and frame_stamp > 0:
-            if acting:
-                latency = now - frame_stamp
-                if 0.0 <= latency < 5.0:
-                    self.action_latencies_s.append(latency)
-                    self._scalar("system/action_latency_ms", latency * 1e3, now)
-            if acting and self._last_frame_stamp is not None:
-                cadence = frame_stamp - self._last_frame_stamp
-                if 0.0 < cadence < 5.0:
-                    self.frame_periods_s.append(cadence)
-            self._last_frame_stamp = frame_stamp
+            latency = now - frame_stamp
+            if acting and 0.0 <= latency < 5.0:
+                self.action_latencies_s.append(latency)
+                self._scalar("system/action_latency_ms", latency * 1e3, now)
+            previous, self._last_frame_stamp = self._last_frame_stamp, frame_stamp
+            if acting and previous is not None and 0.0 < frame_stamp - previous < 5.0:
+                self.frame_periods_s.append(frame_stamp - previous)
         self._last_action_t = now
 
     def on_weights(self, version: int, learner_step: int, now: float) -> None:
@@ -255,7 +252,6 @@ class SessionLog:
         true_pos = sum(bool(e.ground_truth) for e in said_success)
         said = len(said_success)
         actual = sum(bool(e.ground_truth) for e in ends_checked)
-        periods = np.asarray(self.action_periods_s) * 1e3
         return {
             "duration_s": self.end_t
             if self.end_t is not None
@@ -278,7 +274,7 @@ class SessionLog:
                 "last_learner_step": self.weight_versions[-1][2] if self.weight_versions else None,
             },
             "control": {
-                "periods": len(periods),
+                "periods": len(self.action_periods_s),
                 "p50_ms": _percentile_ms(self.action_periods_s, 50),
                 "p99_ms": _percentile_ms(self.action_periods_s, 99),
                 "camera_period_p50_ms": _percentile_ms(self.frame_periods_s, 50),

@@ -69,7 +69,7 @@ def test_real_gate_refuses_to_start_without_limits() -> None:
 
 def test_nodes_off_the_control_path_run_at_lower_priority(tmp_path, monkeypatch) -> None:
     from robofume_robot import launcher as launcher_module
-    from robofume_robot.launcher import MCAP_NODE, OFF_PATH_NICE, SESSION_NODES, _lower_priority
+    from robofume_robot.launcher import MCAP_NODE, OFF_PATH_NICE, SESSION_NODES, lower_priority
 
     nice = {s.name: s.nice for s in (*ROBOTS["mock"][1], *SESSION_NODES, MCAP_NODE)}
     on_path = ("arm", "safety_gate", "policy_server")
@@ -91,7 +91,7 @@ def test_nodes_off_the_control_path_run_at_lower_priority(tmp_path, monkeypatch)
     # the hook really lowers a child's priority
     out = subprocess.run(
         [sys.executable, "-c", "import os; print(os.nice(0))"],
-        preexec_fn=_lower_priority(3),
+        preexec_fn=lower_priority(3),
         capture_output=True,
         text=True,
         check=True,

@@ -228,7 +228,7 @@ def test_learner_runs_at_lower_priority() -> None:
     import subprocess
     import sys
 
-    from robofume.session.runner import _niceness
+    from robofume_robot.launcher import lower_priority as _niceness
 
     base = os.nice(0)
     cmd = [sys.executable, "-c", "import os; print(os.nice(0))"]

@@ -90,8 +90,11 @@ def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _lower_priority(increment: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that adds ``increment`` to the child's niceness (no privileges needed)."""
+def lower_priority(increment: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that adds ``increment`` to the child's niceness (no privileges needed);
+    None for 0."""
+    if increment == 0:
+        return None
 
     def lower() -> None:
         os.nice(increment)
@@ -161,7 +164,7 @@ class Launcher:
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,
-            preexec_fn=_lower_priority(spec.nice) if spec.nice else None,
+            preexec_fn=lower_priority(spec.nice),
         )
 
     def exited(self) -> dict[str, int]:
