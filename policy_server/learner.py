@@ -37,6 +37,7 @@ from policy_server.feature_cache import FeatureCache
 from policy_server.networks import AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import Batch, ReplayBuffer
 from policy_server.weights import WeightFileError, WeightStore, load_into
+from robofume.devices import resolve_device
 
 RECIPES: tuple[str, ...] = ("calql", "wsrl", "rlpd")
 
@@ -126,13 +127,6 @@ def config_from_dict(data: dict[str, Any]) -> LearnerConfig:
         return cls(**kwargs)
 
     return build(LearnerConfig, data, "learner")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def batch_to_torch(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:

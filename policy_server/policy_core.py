@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from policy_server.weights import WeightFileError, WeightMeta, WeightStore, load_into
+from robofume.devices import resolve_device
 
 log = logging.getLogger("policy_server")
 
@@ -85,19 +86,6 @@ class _Served:
     model: nn.Module
     version: int | None
     config: dict[str, Any]
-
-
-def resolve_device(device: str) -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; other strings are parsed by torch (one-line error)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"invalid device {device!r}: {exc}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
 
 
 def validate_request(
@@ -415,11 +403,17 @@ class PolicyServerCore:
 
 
 def run_policy_bench(
-    model_factory: ModelFactory, image_size: int = 128, proprio_dim: int = 9, iters: int = 300
+    model_factory: ModelFactory,
+    image_size: int = 128,
+    proprio_dim: int = 9,
+    iters: int = 300,
+    device: str = "auto",
+    batches: tuple[int, ...] = (1, 4),
 ) -> dict[str, object]:
-    """Latency of ``PolicyServerCore.infer`` (untrained weights, current device) at batch 1 and batch 4:
-    p50/p99 in ms over ``iters`` calls each, after a warm-up."""
-    core = PolicyServerCore(model_factory, store=None, allow_untrained=True)
+    """Latency of ``PolicyServerCore.infer`` (untrained weights, on ``device``) at each batch (requests
+    of that many robots served together): p50/p99 in ms over ``iters`` calls each, after a warm-up.
+    ``infer`` returns host arrays, so each timed call includes the device's work."""
+    core = PolicyServerCore(model_factory, store=None, allow_untrained=True, device=device)
     rng = np.random.default_rng(0)
 
     def requests(n: int) -> list[PolicyRequest]:
@@ -435,7 +429,7 @@ def run_policy_bench(
         ]
 
     result: dict[str, object] = {"device": str(core.device), "image_size": image_size, "iters": iters}
-    for batch in (1, 4):
+    for batch in batches:
         reqs = requests(batch)
         for _ in range(min(20, iters)):
             core.infer(reqs)

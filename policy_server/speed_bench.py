@@ -18,6 +18,12 @@ from policy_server.replay_buffer import BufferSpec, ReplayBuffer, run_buffer_ben
 from robofume.bench.machine import machine_info
 
 
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA kernels, so a wall-clock interval covers the work it started."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _fill(buffer: ReplayBuffer, size: int, transitions: int, source: str) -> None:
     rng = np.random.default_rng(0)
     steps = 50
@@ -49,7 +55,8 @@ def run_learner_bench(
     over groups of wall time per update (sampling included) and updates/s, the same for process CPU
     time (less sensitive than wall time to other processes sharing the CPU), and the median time to
     sample a batch the way the phase does (online: no frames once the feature cache holds them).
-    ``load_avg_1min`` is the machine's load when the bench ended."""
+    ``load_avg_1min`` is the machine's load when the bench ended. On CUDA each timed interval ends
+    with a device synchronisation, so it covers the kernels it queued."""
     if cpu_threads > 0:
         torch.set_num_threads(cpu_threads)  # a learner shares the CPU with the robot-side processes
     net = network or NetworkConfig()
@@ -83,6 +90,7 @@ def run_learner_bench(
                 learner.update(phase)
             frames = not learner.uses_cached_features(phase)
             times, cpu_times, sample_times = [], [], []
+            _synchronize(learner.device)
             for _ in range(max(1, timed[phase] // size)):
                 t0 = time.perf_counter()
                 learner.sample_with_slots(phase, frames=frames)
@@ -90,6 +98,7 @@ def run_learner_bench(
                 t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(size):
                     learner.update(phase)
+                _synchronize(learner.device)
                 times.append((time.perf_counter() - t0) / size)
                 cpu_times.append((time.process_time() - c0) / size)
             median = statistics.median(times)
@@ -104,10 +113,19 @@ def run_learner_bench(
     return results
 
 
-def run_policy_latency_bench(camera_size: int = 128, iters: int = 300) -> dict[str, object]:
-    """Policy-server inference latency with the default network (batch 1 and 4)."""
+def run_policy_latency_bench(
+    camera_size: int = 128, iters: int = 300, device: str = "auto", batches: tuple[int, ...] = (1, 4)
+) -> dict[str, object]:
+    """Policy-server inference latency with the default network at each batch (robots served together);
+    ``device``: auto (CUDA if present), cpu or cuda."""
     result = dict(
-        run_policy_bench(lambda: AgentNetworks(NetworkConfig()), image_size=camera_size, iters=iters)
+        run_policy_bench(
+            lambda: AgentNetworks(NetworkConfig()),
+            image_size=camera_size,
+            iters=iters,
+            device=device,
+            batches=batches,
+        )
     )
     result.update({"bench": "policy", "target_p99_ms_batch1": 5.0, "machine": machine_info()})
     return result

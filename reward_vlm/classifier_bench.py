@@ -46,6 +46,7 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -80,6 +81,7 @@ from robofume.data.episode_format import (
     load_episode,
     save_episode,
 )
+from robofume.devices import resolve_device
 from robofume.sim.mock_arm_env import ACTION_NAMES, PROPRIO_NAMES, MockArmConfig, MockArmEnv
 from robofume.sim.scripted_expert import FAILURE_MODES, ScriptedExpert
 from robofume.sim.tasks import TASK_NAMES, instruction, other_task
@@ -165,6 +167,9 @@ class ClassifierBenchConfig:
     latency_repeats: int = 20
     """Timed calls at batch 1 (batched rows: a quarter of it, at least 3)."""
     latency_warmup: int = 2
+    latency_device: str = "cpu"
+    """Device of the latency rows: ``cpu`` (threads as ``latency_threads``) or ``cuda`` (one row per
+    batch; the GPU server's figures)."""
     camera_hz: float = 10.0
     threads: int = 1
     """Torch CPU threads for training and evaluation."""
@@ -900,7 +905,14 @@ def time_classifier(
 def run_latency(
     cfg: ClassifierBenchConfig, tiny_path: str | None, frame_size: int, log: Any
 ) -> list[dict[str, Any]]:
-    """Latency rows for each backbone x threads x batch (untrained head; the cost is the same)."""
+    """Latency rows for each backbone x threads x batch (untrained head; the cost is the same); on
+    CUDA one thread setting only. ``predict_proba`` returns host arrays, so a timed call includes the
+    device's work."""
+    try:
+        device = resolve_device(cfg.latency_device)
+    except ValueError as exc:
+        raise ClassifierBenchError(f"latency_device: {exc}") from None
+    thread_counts = cfg.latency_threads[:1] if device.type == "cuda" else cfg.latency_threads
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(cfg.seed)
     frames = rng.integers(0, 256, (max(cfg.latency_batches), frame_size, frame_size, 3), dtype=np.uint8)
@@ -914,10 +926,16 @@ def run_latency(
                 continue
             head = TaskConditionedHead(backbone.embed_dim)
             clf = SuccessClassifier(
-                backbone, head, {"type": "mlp", "hidden": 256, "layers": 2}, default_task_texts(), {}, bcfg
+                backbone,
+                head,
+                {"type": "mlp", "hidden": 256, "layers": 2},
+                default_task_texts(),
+                {},
+                bcfg,
+                device=device,
             )
             params = sum(p.numel() for p in backbone.vision_tower().parameters())
-            for threads in cfg.latency_threads:
+            for threads in thread_counts:
                 torch.set_num_threads(threads)
                 for batch in cfg.latency_batches:
                     repeats = cfg.latency_repeats if batch == 1 else max(3, cfg.latency_repeats // 4)
@@ -929,6 +947,7 @@ def run_latency(
                             "image_size": backbone.image_size,
                             "vision_params_m": round(params / 1e6, 2),
                             "threads": threads,
+                            "device": str(device),
                             "batch": batch,
                             "load_avg_1m": round(load, 2),
                             **stats,
@@ -1070,6 +1089,46 @@ def markdown_tables(result: dict[str, Any]) -> str:
             f"| {r['load_avg_1m']} |"
         )
     return "\n".join(lines)
+
+
+LATENCY_RESULT_FILE = "classifier_latency.json"
+
+
+def run_classifier_latency_bench(cfg: ClassifierBenchConfig, out_dir: str) -> dict[str, Any]:
+    """Latency rows only (no data, no training): each of ``cfg.latency_models`` on ``cfg.latency_device``
+    at ``cfg.image_size`` camera frames; writes ``classifier_latency.json`` into ``out_dir``."""
+    t_start = time.monotonic()
+    out_dir = ensure_writable_dir(out_dir, "bench output folder")
+    old_threads = torch.get_num_threads()
+
+    def log(message: str) -> None:
+        print(
+            f"classifier latency [{time.monotonic() - t_start:5.0f} s] {message}", file=sys.stderr, flush=True
+        )
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            tiny_path = None
+            if "tiny" in cfg.latency_models:
+                size = cfg.resolved_backbone_image_size() if cfg.backbone_path is None else 64
+                tiny_path = os.path.join(tmp, f"tiny-backbone-{size}")
+                build_tiny_backbone("open_clip", tiny_path, seed=cfg.seed, image_size=size)
+            latency = run_latency(cfg, tiny_path, cfg.image_size, log)
+    finally:
+        torch.set_num_threads(old_threads)
+    result: dict[str, Any] = {
+        "bench": "classifier-latency",
+        "preset": cfg.name,
+        "device": cfg.latency_device,
+        "machine": {**machine_info(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
+        "torch": torch.__version__,
+        "frame_size": cfg.image_size,
+        "latency": latency,
+        "latency_summary": latency_summary(latency, cfg),
+        "seconds": round(time.monotonic() - t_start, 1),
+    }
+    write_json_atomic(os.path.join(out_dir, LATENCY_RESULT_FILE), result)
+    return result
 
 
 def run_classifier_bench(cfg: ClassifierBenchConfig, out_dir: str) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from reward_vlm.labels import FrameLabel, check_labels_against, load_labels
 from reward_vlm.lora import add_lora, merge_lora
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic
 from robofume.data.episode_format import Episode, list_episodes, load_episode
+from robofume.devices import resolve_device as resolve_torch_device
 from robofume.sim.tasks import TASK_NAMES, instruction, other_task
 
 METHODS: tuple[str, ...] = ("probe", "last_blocks", "lora", "full")
@@ -465,13 +466,12 @@ class _ImageModel(nn.Module):
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` -> CUDA when available, else CPU (:func:`robofume.devices.resolve_device`); a bad
+    name is a :class:`ClassifierConfigError`."""
     try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ClassifierConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+        return resolve_torch_device(device)
+    except ValueError as exc:
+        raise ClassifierConfigError(str(exc)) from None
 
 
 def _scores(

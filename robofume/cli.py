@@ -95,6 +95,12 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 LEARNING_BENCH_OUT = "outputs/bench_learning"
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "learning":
         from policy_server.learning_bench import (
@@ -117,18 +123,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out = "outputs/bench_classifier" if args.out == LEARNING_BENCH_OUT else args.out
         from reward_vlm.classifier_bench import markdown_tables
 
-        preset = ClassifierBenchConfig.preset(args.preset, data=args.data, backbone_path=args.backbone_path)
-        result = run_classifier_bench(preset, out)
-        if not args.json:
-            print(markdown_tables(result))
-            return 0
+        overrides: dict[str, object] = {"data": args.data, "backbone_path": args.backbone_path}
+        if args.device is not None:
+            auto = "cuda" if _cuda_available() else "cpu"
+            overrides["latency_device"] = auto if args.device == "auto" else args.device
+        preset = ClassifierBenchConfig.preset(args.preset, **overrides)
+        if args.latency_only:
+            from reward_vlm.classifier_bench import run_classifier_latency_bench
+
+            if args.batch_sizes:
+                preset = dataclasses.replace(preset, latency_batches=tuple(args.batch_sizes))
+            result = run_classifier_latency_bench(preset, out)
+        else:
+            result = run_classifier_bench(preset, out)
+            if not args.json:
+                print(markdown_tables(result))
+                return 0
     elif args.name in ("learner", "policy", "buffer"):
         from policy_server import speed_bench
 
+        device = args.device or "auto"
         if args.name == "learner":
-            result = speed_bench.run_learner_bench(updates=args.steps or 20)
+            result = speed_bench.run_learner_bench(updates=args.steps or 20, device=device)
         elif args.name == "policy":
-            result = speed_bench.run_policy_latency_bench(camera_size=args.image_size)
+            result = speed_bench.run_policy_latency_bench(
+                camera_size=args.image_size, device=device, batches=tuple(args.batch_sizes or (1, 4))
+            )
         else:
             result = speed_bench.run_replay_bench(image_size=args.image_size)
     elif args.name == "reward-node":
@@ -443,7 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     lrn.set_defaults(func=_cmd_learner)
 
     bench = verbs.add_parser(
-        "bench", help="benchmarks; print JSON with --json", epilog="example: robofume bench sim --json"
+        "bench",
+        help="benchmarks; print JSON with --json",
+        epilog="examples: robofume bench sim --json\n"
+        "  robofume bench policy --device cuda --batch-sizes 1 4 16 --json   # on the GPU server",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
         "name",
@@ -472,6 +496,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--classifier", default=None, help="reward-node: classifier folder or 'stand-in' (default)"
     )
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
+    bench.add_argument(
+        "--device",
+        default=None,
+        help="learner, policy: auto (default; CUDA if present), cpu or cuda; classifier: the latency "
+        "rows' device (default cpu)",
+    )
+    bench.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="classifier: time the backbones only (no data, no training), e.g. on a GPU server",
+    )
+    bench.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="policy: robots served per call (default: 1 4); classifier --latency-only: frames per call",
+    )
     bench.add_argument(
         "--steps", type=int, default=None, help="sim: env steps to time (200); learner: updates to time (20)"
     )

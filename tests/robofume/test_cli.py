@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from robofume.cli import main
 from robofume.data.episode_format import list_episodes
@@ -115,3 +116,28 @@ def test_pretrain_without_data_is_one_line_error(tmp_path, capsys) -> None:
     assert main(["pretrain", "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no episode files" in err and "\n" not in err
+
+
+def test_bench_policy_serves_each_batch_on_the_device_asked(capsys) -> None:
+    assert main(["bench", "policy", "--device", "cpu", "--batch-sizes", "1", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["device"] == "cpu" and result["batch3_p50_ms"] > 0
+    assert "batch4_p50_ms" not in result and result["batch1_p99_ms"] >= result["batch1_p50_ms"]
+
+
+def test_bench_classifier_latency_only_times_the_backbones(tmp_path, capsys) -> None:
+    argv = ["bench", "classifier", "--preset", "quick", "--latency-only", "--device", "cpu"]
+    assert main([*argv, "--batch-sizes", "1", "2", "--out", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bench"] == "classifier-latency" and result["device"] == "cpu"
+    assert [(r["device"], r["batch"]) for r in result["latency"]] == [("cpu", 1), ("cpu", 2)]
+    assert all(r["frames_per_s"] > 0 for r in result["latency"])
+    assert json.loads((tmp_path / "classifier_latency.json").read_text())["latency"] == result["latency"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("name", ["learner", "policy"])
+def test_bench_on_cuda_without_a_gpu_is_a_one_line_error(name: str, capsys) -> None:
+    assert main(["bench", name, "--device", "cuda", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device" in err and err.count("\n") == 1
