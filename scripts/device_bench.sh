@@ -11,6 +11,11 @@ out=${1:?usage: scripts/device_bench.sh OUT_DIR}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 py=${PYTHON:-python3}
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
+  # No EGL here: nothing below renders, but importing mujoco with MUJOCO_GL=egl would load it.
+  export MUJOCO_GL=disable
+  echo "no libEGL: MUJOCO_GL=disable (these benches do not render)"
+fi
 
 part() {  # part NAME SECONDS COMMAND...: run COMMAND under a time limit, JSON to NAME.json
   local name=$1 limit=$2
