@@ -34,8 +34,7 @@ from robofume.data.episode_format import (
     save_episode,
 )
 from robofume.data.rollout import record_episode
-from robofume.sim.mesh_lod import VISUAL_MESH_MAX_FACES
-from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
+from robofume.sim.mock_arm_env import LEGACY_OBJECT_SPREAD, MockArmConfig, MockArmEnv
 from robofume.sim.scene import SceneVariant
 from robofume.sim.scripted_expert import FAILURE_MODES, ScriptedExpert
 from robofume.sim.tasks import TASK_NAMES, instruction
@@ -309,21 +308,31 @@ def _run_all(jobs: list[EpisodeJob], cfg: GenerateConfig) -> Iterator[dict]:
             yield fut.result()
 
 
-def mock_camera_settings() -> dict[str, int]:
-    """How the mock camera renders (recorded in the manifest: a dataset's frames must all match the
-    camera the policy will see)."""
-    return {"visual_max_faces": VISUAL_MESH_MAX_FACES}
+def mock_env_settings() -> dict[str, float]:
+    """How the mock arm renders and draws fresh scenes, recorded in the manifest: a dataset's frames
+    must all match the camera the policy will see, and its starts the scenes the policy will meet."""
+    cfg = MockArmConfig()
+    return {
+        "visual_max_faces": cfg.visual_max_faces,
+        "start_spread": cfg.start_spread,
+        "target_spread": cfg.target_spread,
+    }
 
 
-def read_camera_settings(out: str) -> dict[str, int] | None:
-    """The mock camera settings in ``out``'s manifest; manifests from before they were recorded
-    rendered the original meshes (``visual_max_faces`` 0); None without a readable manifest."""
+def read_env_settings(out: str) -> dict[str, float] | None:
+    """The mock arm settings in ``out``'s manifest; None without a readable manifest. Manifests from
+    before they were recorded rendered the original meshes (``visual_max_faces`` 0) and drew objects
+    within ``LEGACY_OBJECT_SPREAD`` of each centre."""
     try:
         with open(os.path.join(out, "dataset.json"), encoding="utf-8") as f:
             manifest = json.load(f)
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest.get("mock_camera", {"visual_max_faces": 0}) if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict):
+        return None
+    camera = manifest.get("mock_camera", {"visual_max_faces": 0})
+    legacy = {"start_spread": LEGACY_OBJECT_SPREAD, "target_spread": LEGACY_OBJECT_SPREAD}
+    return {**camera, **manifest.get("mock_scene", legacy)}
 
 
 def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
@@ -340,19 +349,21 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
     for kind in KINDS:
         ensure_writable_dir(os.path.join(cfg.out, kind))
     if existing:
-        previous = read_camera_settings(cfg.out)
-        if previous is not None and previous != mock_camera_settings():
+        previous = read_env_settings(cfg.out)
+        if previous is not None and previous != mock_env_settings():
             raise ValueError(
-                f"{cfg.out} was rendered with mock camera settings {previous}, not "
-                f"{mock_camera_settings()}; generate into a new --out so that every frame looks alike"
+                f"{cfg.out} was made with mock arm settings {previous}, not {mock_env_settings()}; "
+                "generate into a new --out so that every episode comes from the same scenes and camera"
             )
     todo = [j for j in jobs if not _is_complete(j.path)]
+    env_settings = mock_env_settings()
     manifest = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": asdict(cfg),
-        "mock_camera": mock_camera_settings(),
+        "mock_camera": {"visual_max_faces": env_settings["visual_max_faces"]},
+        "mock_scene": {k: env_settings[k] for k in ("start_spread", "target_spread")},
         "target_scene": asdict(TARGET_VARIANT),
         "prior_scenes": [asdict(s) for s in PRIOR_SCENES],
         "complete": False,

@@ -59,27 +59,27 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
     from robofume.data.generate import (
         GenerateConfig,
         generate_dataset,
-        mock_camera_settings,
-        read_camera_settings,
+        mock_env_settings,
+        read_env_settings,
     )
 
     if cfg.data:
         if not list_episodes(cfg.data):
             raise FileNotFoundError(f"no episode files under {cfg.data}")
         return cfg.data
-    camera = mock_camera_settings()
-    settings = {**dataclasses.asdict(cfg.data_stage), "mock_camera": camera}
+    env_settings = mock_env_settings()
+    settings = {**dataclasses.asdict(cfg.data_stage), "mock_env": env_settings}
     if _is_done(cfg, "data", settings):
         log(f"data: cached in {cfg.data_dir}")
         return cfg.data_dir
     _forget(cfg, "data", "labels", "classifier", "pretrain")
     manifest_path = os.path.join(cfg.data_dir, "dataset.json")
-    rendered = read_camera_settings(cfg.data_dir)
-    if rendered is not None and rendered != camera:
-        # the live mock camera would look (slightly) different from every frame the policy learnt on
+    made_with = read_env_settings(cfg.data_dir)
+    if made_with is not None and made_with != env_settings:
+        # the live mock arm would look, or start its scenes, differently from the data the policy learnt on
         log(
-            f"data: {cfg.data_dir} was rendered with {rendered}, the mock camera now renders with "
-            f"{camera}; generating it again"
+            f"data: {cfg.data_dir} was made with {made_with}, the mock arm now uses {env_settings}; "
+            "generating it again"
         )
         shutil.rmtree(cfg.data_dir)
     resume = os.path.exists(manifest_path)

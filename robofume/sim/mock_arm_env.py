@@ -62,6 +62,24 @@ _SUBSTEPS_PER_IK = 10
 _DRIVER_JOINT_MAX = 0.8
 
 
+FRESH_START_SPREAD = 0.05
+"""A fresh scene with the object at the start puts it within ± this (m, per axis) of the start
+square's centre. It spans most of the square a backward success accepts (±6 cm): the reset-free
+stream leaves the cube anywhere in it, so the forward demos must start there too. (Until
+2026-11-30 both spreads were 3 cm, and the stream got stuck on cubes 4–5.5 cm out.)"""
+
+FRESH_TARGET_SPREAD = 0.04
+"""The same in the bin (success: ±7 cm). A yawed 2 cm cube reaches about 2.8 cm from its centre, so
+4 cm keeps it clear of the bin's walls."""
+
+LEGACY_OBJECT_SPREAD = 0.03
+"""Both spreads of datasets whose manifest does not record them."""
+
+EDGE_BAND: tuple[float, float] = (0.04, 0.055)
+"""``object_band`` of the held-out "edge" starts: the object 4–5.5 cm from the start square's
+centre, inside the square (a backward success), where the stream's backward attempts leave it."""
+
+
 @dataclass
 class MockArmConfig:
     """Settings of the mock arm env. Distances in metres, angles in radians."""
@@ -89,6 +107,10 @@ class MockArmConfig:
     visual_max_faces: int = VISUAL_MESH_MAX_FACES
     """Triangle budget per visual mesh of the arm for the camera (0: the original meshes; the
     physics never change). 2,000 renders about 2.4x faster at a mean difference under 1 grey level."""
+    start_spread: float = FRESH_START_SPREAD
+    """A fresh scene's object offset from the start square's centre, ± m per axis."""
+    target_spread: float = FRESH_TARGET_SPREAD
+    """A fresh scene's object offset from the target's centre, ± m per axis."""
 
     def __post_init__(self) -> None:
         if not (self.image_size == 0 or 32 <= self.image_size <= 1024):
@@ -101,15 +123,15 @@ class MockArmConfig:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.visual_max_faces != 0 and self.visual_max_faces < 50:
             raise ValueError(f"visual_max_faces must be 0 (off) or >= 50, got {self.visual_max_faces}")
-
-
-FRESH_OBJECT_SPREAD = 0.03
-"""A fresh scene puts the object within ± this (m, per axis) of its region's centre: the spread of
-every demo's start. The success regions are larger (start square ±6 cm, bin ±7 cm)."""
-
-EDGE_BAND: tuple[float, float] = (0.04, 0.055)
-"""``object_band`` of the held-out "edge" starts: the object 4–5.5 cm from the start square's
-centre, inside the square (a backward success) but outside every demo's start."""
+        if not 0.0 <= self.start_spread <= START_REGION_HALF - 0.005:
+            raise ValueError(
+                f"start_spread must be in [0, {START_REGION_HALF - 0.005}] m, got {self.start_spread}"
+            )
+        if not 0.0 <= self.target_spread <= FRESH_TARGET_SPREAD:
+            raise ValueError(
+                f"target_spread must be in [0, {FRESH_TARGET_SPREAD}] m (the bin's walls), "
+                f"got {self.target_spread}"
+            )
 
 
 def _band_offset(rng: np.random.Generator, band: tuple[float, float]) -> np.ndarray:
@@ -175,7 +197,8 @@ class MockArmEnv(gym.Env):
         ``layout_seed`` (a fresh scene's fixtures, the target and start-region positions, come from this
         seed instead of ``seed``: scenes with the same ``layout_seed`` share one workstation layout and
         differ in the object's pose), ``object_band`` ((near, far) in m: a fresh scene puts the object
-        this far from its region's centre along one axis, instead of within ±3 cm; evaluation of the
+        this far from its region's centre along one axis, instead of within ``start_spread`` /
+        ``target_spread``; evaluation of the
         starts a reset-free stream leaves, e.g. ``EDGE_BAND``)."""
         super().reset(seed=seed)
         options = dict(options or {})
@@ -421,11 +444,8 @@ class MockArmEnv(gym.Env):
         self.data.mocap_pos[self._target_mocap] = [*target_xy, TABLE_TOP_Z]
         self.data.mocap_pos[self._start_mocap] = [*start_xy, TABLE_TOP_Z]
         half = cfg.variant.object_half_size
-        offset = (
-            rng.uniform(-FRESH_OBJECT_SPREAD, FRESH_OBJECT_SPREAD, 2)
-            if band is None
-            else _band_offset(rng, band)
-        )
+        spread = cfg.start_spread if object_in == "start" else cfg.target_spread
+        offset = rng.uniform(-spread, spread, 2) if band is None else _band_offset(rng, band)
         if object_in == "start":
             xy = start_xy + offset
             z = TABLE_TOP_Z + half

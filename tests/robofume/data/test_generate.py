@@ -121,21 +121,27 @@ def test_layout_seed_records_target_scene_episodes_at_one_workstation(tmp_path) 
         _cfg(tmp_path, layout_seed=-1)
 
 
-def test_camera_settings_are_recorded_and_a_differently_rendered_dataset_is_not_resumed(tmp_path) -> None:
-    from robofume.data.generate import mock_camera_settings, read_camera_settings
+def test_env_settings_are_recorded_and_a_dataset_made_differently_is_not_resumed(tmp_path) -> None:
+    from robofume.data.generate import mock_env_settings, read_env_settings
+    from robofume.sim.mock_arm_env import LEGACY_OBJECT_SPREAD
 
     out = tmp_path / "mock"
     generate_dataset(_cfg(out, prior=0, failures_per_task=0), progress=False)
-    assert read_camera_settings(str(out)) == mock_camera_settings()
+    assert read_env_settings(str(out)) == mock_env_settings()
+    assert mock_env_settings()["start_spread"] > LEGACY_OBJECT_SPREAD
     assert (
         load_episode(list_episodes(out)[0]).metadata["visual_max_faces"]
-        == mock_camera_settings()["visual_max_faces"]
+        == mock_env_settings()["visual_max_faces"]
     )
-    # a manifest from before the settings were recorded: rendered with the original meshes
+    # a manifest from before the settings were recorded: original meshes, 3 cm spreads
     manifest = json.loads((out / "dataset.json").read_text())
-    del manifest["mock_camera"]
+    del manifest["mock_camera"], manifest["mock_scene"]
     (out / "dataset.json").write_text(json.dumps(manifest))
-    assert read_camera_settings(str(out)) == {"visual_max_faces": 0}
+    assert read_env_settings(str(out)) == {
+        "visual_max_faces": 0,
+        "start_spread": LEGACY_OBJECT_SPREAD,
+        "target_spread": LEGACY_OBJECT_SPREAD,
+    }
     before = {p: os.path.getmtime(p) for p in list_episodes(out)}
     with pytest.raises(ValueError, match="new --out"):
         generate_dataset(_cfg(out, prior=0, failures_per_task=1, resume=True), progress=False)

@@ -1,4 +1,5 @@
-"""The session's cached data stage: reused while the mock camera renders alike, regenerated when not."""
+"""The session's cached data stage: reused while the mock arm renders and starts scenes alike,
+regenerated when not."""
 
 from __future__ import annotations
 
@@ -6,37 +7,37 @@ import json
 import os
 
 from robofume.data.episode_format import list_episodes
-from robofume.data.generate import mock_camera_settings, read_camera_settings
+from robofume.data.generate import mock_env_settings, read_env_settings
 from robofume.session.config import DataStage, SessionConfig
 from robofume.session.prepare import ensure_data
 
 
-def test_data_stage_is_cached_and_regenerated_when_rendered_differently(tmp_path) -> None:
+def test_data_stage_is_cached_and_regenerated_when_made_differently(tmp_path) -> None:
     cfg = SessionConfig(
         out=str(tmp_path / "session"),
         data_stage=DataStage(demos_per_task=1, failures_per_task=0, prior=0, image_size=32, workers=1),
     )
     said: list[str] = []
     data = ensure_data(cfg, said.append)
-    assert len(list_episodes(data)) == 2 and read_camera_settings(data) == mock_camera_settings()
+    assert len(list_episodes(data)) == 2 and read_env_settings(data) == mock_env_settings()
     first = {p: os.path.getmtime(p) for p in list_episodes(data)}
     ensure_data(cfg, said.append)
     assert said[-1].startswith("data: cached")
-    # a session folder made before the camera's meshes were simplified
+    # a session folder made before the fresh scenes spanned the success regions
     manifest_path = os.path.join(data, "dataset.json")
     with open(manifest_path, encoding="utf-8") as f:
         manifest = json.load(f)
-    del manifest["mock_camera"]
+    del manifest["mock_scene"]
     with open(manifest_path, "w", encoding="utf-8") as f:
         json.dump(manifest, f)
     marker = os.path.join(cfg.out, ".stages", "data.json")
     with open(marker, encoding="utf-8") as f:
         settings = json.load(f)
-    del settings["mock_camera"]
+    del settings["mock_env"]
     with open(marker, "w", encoding="utf-8") as f:
         json.dump(settings, f)
     ensure_data(cfg, said.append)
     assert any("generating it again" in line for line in said)
-    assert read_camera_settings(data) == mock_camera_settings()
+    assert read_env_settings(data) == mock_env_settings()
     again = {p: os.path.getmtime(p) for p in list_episodes(data)}
     assert again.keys() == first.keys() and all(again[p] > first[p] for p in first)

@@ -184,7 +184,7 @@ def test_object_band_puts_fresh_objects_at_the_edge_and_keeps_default_seeds() ->
     try:
         env.reset(seed=5, options={"task": "forward", "layout_seed": 3})
         default_pos = env.object_pos().copy()
-        assert np.abs(default_pos[:2] - env.start_pos()[:2]).max() <= 0.031
+        assert np.abs(default_pos[:2] - env.start_pos()[:2]).max() <= env.config.start_spread + 0.001
         for seed in range(6):
             env.reset(seed=seed, options={"task": "forward", "layout_seed": 3, "object_band": EDGE_BAND})
             far = np.abs(env.object_pos()[:2] - env.start_pos()[:2]).max()
@@ -197,3 +197,27 @@ def test_object_band_puts_fresh_objects_at_the_edge_and_keeps_default_seeds() ->
                 env.reset(seed=0, options={"object_band": bad})
     finally:
         env.close()
+
+
+def test_fresh_scenes_span_the_success_regions_and_settle_inside_them() -> None:
+    """Fresh starts cover most of each task's success region (the reset-free stream leaves the cube
+    anywhere in it), and a cube dropped near the bin's wall settles in the bin, a success."""
+    from robofume.sim.mock_arm_env import FRESH_START_SPREAD, FRESH_TARGET_SPREAD, MockArmConfig, MockArmEnv
+
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    try:
+        start_offsets, target_offsets = [], []
+        for seed in range(16):
+            env.reset(seed=seed, options={"task": "forward", "layout_seed": 3})
+            start_offsets.append(np.abs(env.object_pos()[:2] - env.start_pos()[:2]).max())
+            assert env.is_success("backward")
+            env.reset(seed=seed, options={"task": "backward", "layout_seed": 3})
+            target_offsets.append(np.abs(env.object_pos()[:2] - env.target_pos()[:2]).max())
+            assert env.is_success("forward"), f"seed {seed}: a fresh cube in the bin is not a success"
+        assert FRESH_START_SPREAD * 0.7 < max(start_offsets) <= FRESH_START_SPREAD + 0.002
+        assert FRESH_TARGET_SPREAD * 0.7 < max(target_offsets) <= FRESH_TARGET_SPREAD + 0.004
+    finally:
+        env.close()
+    for bad in ({"start_spread": 0.07}, {"start_spread": -0.01}, {"target_spread": 0.06}):
+        with pytest.raises(ValueError, match="spread"):
+            MockArmConfig(image_size=0, **bad)
