@@ -31,17 +31,37 @@ def _marker(cfg: SessionConfig, stage: str) -> str:
     return os.path.join(cfg.out, ".stages", f"{stage}.json")
 
 
+_PATH_KEYS = ("data", "labels")
+"""Stage settings that are paths: kept relative to the session folder when inside it."""
+
+
+def _portable(cfg: SessionConfig, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with paths inside the session folder made relative to it, so that a session
+    folder copied or moved elsewhere keeps its cached stages (markers written before this held
+    absolute paths; one inside the same folder still matches)."""
+    out = os.path.abspath(cfg.out)
+    result = json.loads(json.dumps(settings))
+    for key in _PATH_KEYS:
+        value = result.get(key)
+        if isinstance(value, str) and value:
+            full = os.path.abspath(os.path.join(out, value))
+            if os.path.commonpath([full, out]) == out:
+                result[key] = os.path.relpath(full, out)
+    return result
+
+
 def _is_done(cfg: SessionConfig, stage: str, settings: dict[str, Any]) -> bool:
     try:
         with open(_marker(cfg, stage), encoding="utf-8") as f:
-            return json.load(f) == json.loads(json.dumps(settings))
+            stored = json.load(f)
     except (OSError, json.JSONDecodeError):
         return False
+    return isinstance(stored, dict) and _portable(cfg, stored) == _portable(cfg, settings)
 
 
 def _mark_done(cfg: SessionConfig, stage: str, settings: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(_marker(cfg, stage)), exist_ok=True)
-    write_json_atomic(_marker(cfg, stage), settings)
+    write_json_atomic(_marker(cfg, stage), _portable(cfg, settings))
 
 
 def _forget(cfg: SessionConfig, *stages: str) -> None:
