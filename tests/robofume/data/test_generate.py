@@ -128,7 +128,6 @@ def test_env_settings_are_recorded_and_a_dataset_made_differently_is_not_resumed
     out = tmp_path / "mock"
     generate_dataset(_cfg(out, prior=0, failures_per_task=0), progress=False)
     assert read_env_settings(str(out)) == mock_env_settings()
-    assert mock_env_settings()["start_spread"] > LEGACY_OBJECT_SPREAD
     assert (
         load_episode(list_episodes(out)[0]).metadata["visual_max_faces"]
         == mock_env_settings()["visual_max_faces"]

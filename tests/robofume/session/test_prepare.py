@@ -23,11 +23,11 @@ def test_data_stage_is_cached_and_regenerated_when_made_differently(tmp_path) ->
     first = {p: os.path.getmtime(p) for p in list_episodes(data)}
     ensure_data(cfg, said.append)
     assert said[-1].startswith("data: cached")
-    # a session folder made before the fresh scenes spanned the success regions
+    # a session folder whose fresh scenes were drawn with another spread
     manifest_path = os.path.join(data, "dataset.json")
     with open(manifest_path, encoding="utf-8") as f:
         manifest = json.load(f)
-    del manifest["mock_scene"]
+    manifest["mock_scene"]["start_spread"] = 0.05
     with open(manifest_path, "w", encoding="utf-8") as f:
         json.dump(manifest, f)
     marker = os.path.join(cfg.out, ".stages", "data.json")
