@@ -43,6 +43,7 @@ from policy_server.weights import WeightStore
 from robofume.sim.tasks import TASK_NAMES, task_id
 from robofume_robot.arm_messages import action_msg
 from robofume_robot.node_main import run_node
+from robofume_robot.realtime import REALTIME_PARAM
 from robofume_robot.ros_image import from_image_msg, stamp_to_sec
 from robofume_robot.safety_gate_node import yaw_from_quaternion
 
@@ -120,6 +121,7 @@ class PolicyServerNode(Node):
         self.declare_parameter("allow_untrained", False)
         self.declare_parameter("diagnostics_hz", 1.0)
         self.declare_parameter("explore_std_scale", 0.0)
+        self.declare_parameter(REALTIME_PARAM, 0)  # on the control path: SCHED_FIFO when > 0
         weights_dir = str(self.get_parameter("weights_dir").value)
         if not weights_dir:
             raise ValueError(

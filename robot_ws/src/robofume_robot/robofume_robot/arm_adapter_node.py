@@ -24,6 +24,7 @@ from std_msgs.msg import Float64MultiArray
 from robofume_robot.arm_messages import parse_target
 from robofume_robot.cartesian_servo import ServoSettings, gripper_position, twist_toward
 from robofume_robot.node_main import run_node
+from robofume_robot.realtime import REALTIME_PARAM
 from robofume_robot.safety_gate import ArmTarget
 from robofume_robot.safety_gate_node import yaw_from_quaternion
 
@@ -49,6 +50,7 @@ class ArmAdapterNode(Node):
         }
         for name, default in params.items():
             self.declare_parameter(name, default)
+        self.declare_parameter(REALTIME_PARAM, 0)  # on the control path: SCHED_FIFO when > 0
         p = {name: self.get_parameter(name).value for name in params}
         self.settings = ServoSettings(
             gain=float(p["gain"]),

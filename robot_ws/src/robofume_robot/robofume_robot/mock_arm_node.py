@@ -33,6 +33,7 @@ from std_srvs.srv import Trigger
 from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
 from robofume_robot.arm_messages import parse_target
 from robofume_robot.node_main import run_node
+from robofume_robot.realtime import REALTIME_PARAM
 from robofume_robot.ros_image import camera_info, to_image_msg
 from robofume_robot.safety_gate import ArmTarget
 
@@ -51,6 +52,7 @@ class MockArmNode(Node):
         self.declare_parameter("task", "forward")
         self.declare_parameter("world_frame", "world")
         self.declare_parameter("camera_frame", "camera_color_optical_frame")
+        self.declare_parameter(REALTIME_PARAM, 0)  # on the control path: SCHED_FIFO when > 0
         self.image_size = int(self.get_parameter("image_size").value)
         control_hz = float(self.get_parameter("control_hz").value)
         camera_hz = float(self.get_parameter("camera_hz").value)

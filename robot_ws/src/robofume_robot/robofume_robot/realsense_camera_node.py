@@ -21,12 +21,14 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from robofume_robot.image_ops import fit_square, fit_square_intrinsics
+from robofume_robot.node_main import apply_realtime_priority
 from robofume_robot.realsense_camera import (
     CameraError,
     EndOfStream,
     RealSenseCamera,
     RealSenseConfig,
 )
+from robofume_robot.realtime import REALTIME_PARAM
 from robofume_robot.ros_image import camera_info, to_image_msg
 
 IMAGE_TOPIC = "camera/color/image_raw"
@@ -66,6 +68,7 @@ class RealSenseCameraNode(Node):
             frame_timeout_ms=declare("frame_timeout_ms", defaults.frame_timeout_ms, "max wait per frame"),
         )
         self.frame_id = str(declare("frame_id", "camera_color_optical_frame", "header.frame_id"))
+        declare(REALTIME_PARAM, 0, "SCHED_FIFO priority of this node's threads (1-99; 0 = normal scheduling)")
         self.output_size = int(
             declare("output_size", 0, "publish centre-cropped square frames of this side; 0 = camera size")
         )
@@ -149,6 +152,7 @@ def main(args: list[str] | None = None) -> None:
     node: RealSenseCameraNode | None = None
     try:
         node = RealSenseCameraNode()
+        apply_realtime_priority(node)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 from robofume_robot.arm_messages import parse_action, target_msg
 from robofume_robot.config_paths import resolve_config_path
 from robofume_robot.node_main import run_node
+from robofume_robot.realtime import REALTIME_PARAM
 from robofume_robot.safety_gate import DELTA_FROM, GateState, SafetyGate, load_limits
 
 
@@ -52,6 +53,7 @@ class SafetyGateNode(Node):
         self.declare_parameter("control_hz", 10.0)
         self.declare_parameter("diagnostics_hz", 2.0)
         self.declare_parameter("delta_from", "target")
+        self.declare_parameter(REALTIME_PARAM, 0)  # on the control path: SCHED_FIFO when > 0
         limits_file = str(self.get_parameter("limits_file").value)
         if not limits_file:
             raise ValueError(
