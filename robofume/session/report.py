@@ -166,6 +166,13 @@ def _evaluation_lines(evaluation: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _scheduling_line(scheduling: dict[str, str]) -> list[str]:
+    """``- scheduling: arm FIFO 50, ...`` (how each process ran; the control period depends on it)."""
+    if not scheduling:
+        return []
+    return ["- scheduling: " + ", ".join(f"{name} {how}" for name, how in scheduling.items())]
+
+
 def write_report(
     log: SessionLog,
     folder: str,
@@ -229,6 +236,7 @@ def write_report(
         f"p99 {_fmt(ctl.get('camera_period_p99_ms'))} ms; camera stamp to action p50 "
         f"{_fmt(ctl.get('latency_p50_ms'))} ms, p99 {_fmt(ctl.get('latency_p99_ms'))} ms",
         f"- holds (pauses): {summary['pauses']}; help requests: {summary['help_requests']}",
+        *_scheduling_line(context.get("scheduling") or {}),
         f"- homing between attempts: {summary['homing'].get('home', 0)} reached home, "
         f"{summary['homing'].get('gave_up', 0)} gave up (median {_fmt(summary['homing']['steps_median'])} "
         "control steps)",

@@ -155,6 +155,7 @@ def run_session(
     from policy_server.weights import WeightStore
     from robofume.session.monitor_node import SessionMonitorNode
     from robofume_robot.launcher import MCAP_NODE, SESSION_NODES, Launcher, lower_priority, ros_environment
+    from robofume_robot.realtime import describe_scheduling
 
     cfg.validate()
     classifier_metrics = prepare(cfg, log)
@@ -197,6 +198,8 @@ def run_session(
         previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     session_log = SessionLog(t0=0.0, writer=tb)
     restarts: dict[str, int] = {}
+    scheduling: dict[str, str] = {}
+    """How each node process and the learner were scheduled at the end (``FIFO 50``, ``nice 5``)."""
     learner_log = open(os.path.join(cfg.log_dir, "learner.log"), "ab")  # noqa: SIM115 - closed below
     learner: subprocess.Popen[bytes] | None = None
     try:
@@ -254,6 +257,8 @@ def run_session(
                 except Exception:  # a pruned or damaged version: the step is unknown
                     step = -1
                 session_log.on_weights(version, step, monitor.now())
+        scheduling = {name: describe_scheduling(proc.pid) for name, proc in launcher.processes.items()}
+        scheduling["learner"] = describe_scheduling(learner.pid)
         session_log.on_end(monitor.now())
     finally:
         launcher.stop(timeout=10.0)
@@ -293,6 +298,7 @@ def run_session(
         "recipe": cfg.online.recipe,
         "duration_s": cfg.online.duration_s,
         "restarts": restarts,
+        "scheduling": scheduling,
         "reward": cfg.reward,
         "weak_classifier": weak_classifier_tasks(cfg, classifier_metrics)
         if cfg.reward == "classifier"

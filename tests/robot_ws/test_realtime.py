@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from robofume_robot.realtime import REALTIME_PARAM, check_priority, request_fifo
+from robofume_robot.realtime import REALTIME_PARAM, check_priority, describe_scheduling, request_fifo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,3 +84,22 @@ def test_control_path_nodes_ask_for_it_in_every_parameter_file() -> None:
             node = key.removeprefix("/**/")
             got = section["ros__parameters"].get(REALTIME_PARAM, 0)
             assert (got > 0) == (node in nodes), f"{name}: {node} has {REALTIME_PARAM} {got}"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="Linux only")
+def test_describe_scheduling_reads_the_class_and_niceness() -> None:
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)  # the child adds 5 to this process's
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    nice = subprocess.Popen(sleeper, preexec_fn=lambda: os.nice(5))
+    try:
+        assert describe_scheduling(nice.pid) == f"nice {expected}"
+        try:
+            os.sched_setscheduler(nice.pid, os.SCHED_FIFO, os.sched_param(7))
+        except PermissionError:
+            pass  # no CAP_SYS_NICE here
+        else:
+            assert describe_scheduling(nice.pid) == "FIFO 7"
+    finally:
+        nice.kill()
+        nice.wait()
+    assert describe_scheduling(nice.pid) == "gone"

@@ -84,6 +84,11 @@ def test_short_session_alternates_learns_and_survives_a_policy_server_crash(tmp_
     assert set(np.unique(batch.tasks)) == {0, 1}
     buffer.close()
     assert summary["weights"]["versions_served"] >= 2, summary["weights"]
+    # how each process ran: the control path asks for SCHED_FIFO (granted where this runs as root)
+    scheduling = payload["context"]["scheduling"]
+    assert {"arm", "safety_gate", "policy_server", "reward", "learner"} <= set(scheduling), scheduling
+    assert scheduling["reward"].startswith("nice"), scheduling
+    assert scheduling["arm"].split()[0] in ("FIFO", "normal", "nice"), scheduling
 
     # The crash: the controller held the arm (policy server silent) and resumed after the restart.
     assert killed, "the session never reached three episodes"

@@ -88,6 +88,15 @@ def test_report_files(tmp_path) -> None:
     assert "| backward | 10 | 2 | 100 % |" in text
     payload = json.loads((tmp_path / "report.json").read_text())
     assert payload["summary"] == json.loads(json.dumps(summary)) and len(payload["episodes"]) == 22
+    assert "scheduling" not in text  # none recorded
+
+
+def test_report_says_how_each_process_was_scheduled(tmp_path) -> None:
+    log, _ = simulated_log()
+    context = {"robot": "mock", "scheduling": {"arm": "FIFO 50", "reward": "nice 5", "learner": "nice 10"}}
+    write_report(log, str(tmp_path), context)
+    assert "- scheduling: arm FIFO 50, reward nice 5, learner nice 10" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["context"]["scheduling"]["arm"] == "FIFO 50"
 
 
 def test_real_robot_report_has_no_ground_truth(tmp_path) -> None:

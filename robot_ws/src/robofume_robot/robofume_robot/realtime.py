@@ -69,3 +69,23 @@ def request_fifo(priority: int, task_dir: str = "/proc/self/task") -> RealtimeRe
                 f"cap_add: [SYS_NICE]); running with normal scheduling",
             )
     return RealtimeResult(True, f"SCHED_FIFO priority {priority} for {done} thread(s)")
+
+
+def describe_scheduling(pid: int) -> str:
+    """How process ``pid``'s main thread is scheduled, for reports: ``FIFO 50``, ``nice 5``,
+    ``normal``, ``idle``, ``batch``, or ``gone`` when it has ended."""
+    try:
+        policy = os.sched_getscheduler(pid)
+        if policy in (os.SCHED_FIFO, os.SCHED_RR):
+            name = "FIFO" if policy == os.SCHED_FIFO else "RR"
+            return f"{name} {os.sched_getparam(pid).sched_priority}"
+        if policy == getattr(os, "SCHED_IDLE", None):
+            return "idle"
+        if policy == getattr(os, "SCHED_BATCH", None):
+            return "batch"
+        nice = os.getpriority(os.PRIO_PROCESS, pid)
+    except (ProcessLookupError, PermissionError):
+        return "gone"
+    except AttributeError:  # no sched_* functions on this OS
+        return "unknown"
+    return f"nice {nice}" if nice else "normal"
