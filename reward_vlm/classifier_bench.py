@@ -168,8 +168,8 @@ class ClassifierBenchConfig:
     """Timed calls at batch 1 (batched rows: a quarter of it, at least 3)."""
     latency_warmup: int = 2
     latency_device: str = "cpu"
-    """Device of the latency rows: ``cpu`` (threads as ``latency_threads``) or ``cuda`` (one row per
-    batch; the GPU server's figures)."""
+    """Device of the latency rows: ``cpu`` (threads as ``latency_threads``), ``cuda`` (one row per
+    batch; the GPU server's figures) or ``auto``."""
     camera_hz: float = 10.0
     threads: int = 1
     """Torch CPU threads for training and evaluation."""
@@ -1119,7 +1119,7 @@ def run_classifier_latency_bench(cfg: ClassifierBenchConfig, out_dir: str) -> di
     result: dict[str, Any] = {
         "bench": "classifier-latency",
         "preset": cfg.name,
-        "device": cfg.latency_device,
+        "device": str(resolve_device(cfg.latency_device)),
         "machine": {**machine_info(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
         "torch": torch.__version__,
         "frame_size": cfg.image_size,

@@ -95,12 +95,6 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 LEARNING_BENCH_OUT = "outputs/bench_learning"
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "learning":
         from policy_server.learning_bench import (
@@ -125,8 +119,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         overrides: dict[str, object] = {"data": args.data, "backbone_path": args.backbone_path}
         if args.device is not None:
-            auto = "cuda" if _cuda_available() else "cpu"
-            overrides["latency_device"] = auto if args.device == "auto" else args.device
+            overrides["latency_device"] = args.device  # "auto" is resolved where the rows are timed
         preset = ClassifierBenchConfig.preset(args.preset, **overrides)
         if args.latency_only:
             from reward_vlm.classifier_bench import run_classifier_latency_bench

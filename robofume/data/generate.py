@@ -348,15 +348,15 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
         )
     for kind in KINDS:
         ensure_writable_dir(os.path.join(cfg.out, kind))
+    env_settings = mock_env_settings()
     if existing:
         previous = read_env_settings(cfg.out)
-        if previous is not None and previous != mock_env_settings():
+        if previous is not None and previous != env_settings:
             raise ValueError(
-                f"{cfg.out} was made with mock arm settings {previous}, not {mock_env_settings()}; "
+                f"{cfg.out} was made with mock arm settings {previous}, not {env_settings}; "
                 "generate into a new --out so that every episode comes from the same scenes and camera"
             )
     todo = [j for j in jobs if not _is_complete(j.path)]
-    env_settings = mock_env_settings()
     manifest = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

@@ -204,8 +204,7 @@ class MockArmEnv(gym.Env):
         seed instead of ``seed``: scenes with the same ``layout_seed`` share one workstation layout and
         differ in the object's pose), ``object_band`` ((near, far) in m: a fresh scene puts the object
         this far from its region's centre along one axis, instead of within ``start_spread`` /
-        ``target_spread``; evaluation of the
-        starts a reset-free stream leaves, e.g. ``EDGE_BAND``)."""
+        ``target_spread``; for evaluating the starts a reset-free stream leaves, e.g. ``EDGE_BAND``)."""
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - {"task", "keep_scene", "home_arm", "object_in", "layout_seed", "object_band"}

@@ -73,7 +73,7 @@ def request_fifo(priority: int, task_dir: str = "/proc/self/task") -> RealtimeRe
 
 def describe_scheduling(pid: int) -> str:
     """How process ``pid``'s main thread is scheduled, for reports: ``FIFO 50``, ``nice 5``,
-    ``normal``, ``idle``, ``batch``, or ``gone`` when it has ended."""
+    ``normal``, ``idle``, ``batch``; ``gone`` when it has ended, ``unknown`` when it cannot be read."""
     try:
         policy = os.sched_getscheduler(pid)
         if policy in (os.SCHED_FIFO, os.SCHED_RR):
@@ -84,8 +84,8 @@ def describe_scheduling(pid: int) -> str:
         if policy == getattr(os, "SCHED_BATCH", None):
             return "batch"
         nice = os.getpriority(os.PRIO_PROCESS, pid)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
         return "gone"
-    except AttributeError:  # no sched_* functions on this OS
+    except (PermissionError, AttributeError):  # not ours to read, or no sched_* functions on this OS
         return "unknown"
     return f"nice {nice}" if nice else "normal"
