@@ -145,3 +145,16 @@ def test_env_settings_are_recorded_and_a_dataset_made_differently_is_not_resumed
     with pytest.raises(ValueError, match="new --out"):
         generate_dataset(_cfg(out, prior=0, failures_per_task=1, resume=True), progress=False)
     assert {p: os.path.getmtime(p) for p in list_episodes(out)} == before
+
+
+def test_parallel_generation_exits_without_renderer_tracebacks(tmp_path) -> None:
+    """Pool workers free their renderers before EGL's exit hook (they printed EGL tracebacks)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "robofume.cli", "data", "generate", "--out", str(tmp_path / "d"), "--demos",
+           "1", "--failures", "0", "--prior", "2", "--image-size", "32", "--workers", "2"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "EGLError" not in done.stderr, done.stderr[-2000:]
+    assert len(list_episodes(tmp_path / "d", "demos")) == 2
