@@ -70,7 +70,6 @@ import torch
 from tqdm import tqdm
 
 from policy_server.calql import Agent, AgentConfig
-from policy_server.exploration_noise import ColoredNoiseProcess, check_beta
 from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torch, resolve_device
 from policy_server.networks import AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer
@@ -187,10 +186,6 @@ class LearningBenchConfig:
     mean action, except in an attempt whose previous attempt of the same task failed (timed out):
     in a reset-free scene the mean action repeats the same failure, sampled actions break grasps
     that the mean action would make."""
-    explore_noise_beta: float = 0.0
-    """Reset-free stream: colour of the acting noise, spectrum 1/f**beta over an episode (0 white, a
-    new draw every step; 1 pink, slow drifts that make a whole attempt follow a shifted path; see
-    ``policy_server.exploration_noise``). Same spread either way."""
     freeze_encoder_online: bool = True
     """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
     sac_scratch always trains its encoder: it has no pre-trained one."""
@@ -225,7 +220,6 @@ class LearningBenchConfig:
                      "prior", "data_seed", "torch_threads", "online_critic_warmup_updates"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        check_beta(self.explore_noise_beta)
         if self.seed >= self.eval_seed_base:
             raise ValueError(f"seed {self.seed} must be below eval_seed_base {self.eval_seed_base}")
         if not 32 <= self.image_size <= 256:
@@ -408,15 +402,13 @@ def policy_action(
     device: torch.device,
     deterministic: bool,
     std_scale: float = 1.0,
-    noise: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``nets.act`` on one env observation; a float32 action in [-1, 1]^5 (``std_scale``, ``noise``
-    (one action's standard-normal draw, or None for white noise): see ``AgentNetworks.act``)."""
+    """``nets.act`` on one env observation; a float32 action in [-1, 1]^5 (``std_scale``: see
+    ``AgentNetworks.act``)."""
     image = torch.from_numpy(np.ascontiguousarray(obs["image"])[None]).to(device)
     proprio = torch.from_numpy(np.asarray(obs["proprio"], np.float32)[None]).to(device)
     task = torch.tensor([int(obs["task"])], device=device)
-    eps = None if noise is None else torch.from_numpy(np.asarray(noise, np.float32)[None]).to(device)
-    action = nets.act(image, proprio, task, deterministic=deterministic, std_scale=std_scale, noise=eps)
+    action = nets.act(image, proprio, task, deterministic=deterministic, std_scale=std_scale)
     return action[0].cpu().numpy().astype(np.float32)
 
 
@@ -530,10 +522,6 @@ def _online(
     stats_explored = {task: {"episodes": 0, "successes": 0} for task in ("forward", "backward")}
     last_failed = {"forward": False, "backward": False}
     explore = cfg.explore_when == "always"  # no attempt has failed yet
-    colored = None  # white noise keeps torch's own draw (and the recorded runs' random stream)
-    if cfg.explore_noise_beta > 0:
-        colored = ColoredNoiseProcess(cfg.explore_noise_beta, len(ACTION_NAMES), cfg.max_episode_steps,
-                                      seed=cfg.seed + 2)  # fmt: skip
     episode_steps = 0
     updates = 0
     eval_at = set(cfg.eval_steps())
@@ -572,8 +560,7 @@ def _online(
         for step in range(1, cfg.online_steps + 1):
             t = time.perf_counter()
             scale = cfg.explore_std_scale if explore else 0.0
-            noise = colored.sample() if colored is not None and scale > 0 else None
-            action = policy_action(nets, obs, device, deterministic=False, std_scale=scale, noise=noise)
+            action = policy_action(nets, obs, device, deterministic=False, std_scale=scale)
             t2 = time.perf_counter()
             obs, _r, terminated, truncated, info = env.step(action)
             t3 = time.perf_counter()
@@ -605,8 +592,6 @@ def _online(
                     times["env"] += time.perf_counter() - t
                     buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))
                     explore = cfg.explore_when == "always" or last_failed[env.task]
-                    if colored is not None:
-                        colored.reset()
             if step in eval_at:
                 evaluate(step)
             bar.update(1)

@@ -143,20 +143,12 @@ class TanhGaussianActor(nn.Module):
         const = mean.shape[-1] * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
         return action, per_dim.sum(-1) - const
 
-    def sample(
-        self, state: torch.Tensor, std_scale: float = 1.0, noise: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def sample(self, state: torch.Tensor, std_scale: float = 1.0) -> torch.Tensor:
         """An action drawn from pi(. | s) like ``forward`` (same random draw), without computing its
         log-probability (the TD target needs only the action). ``std_scale`` multiplies the spread
-        (acting-time exploration: 1 is the policy's own, 0 its mean). ``noise``: the standard-normal
-        draw to use, shaped like the mean (e.g. coloured noise, ``policy_server.exploration_noise``);
-        ``None`` draws white noise."""
+        (acting-time exploration: 1 is the policy's own, 0 its mean)."""
         mean, log_std = self.distribution(state)
-        if noise is None:
-            noise = torch.randn_like(mean)
-        elif noise.shape != mean.shape:
-            raise ValueError(f"noise has shape {tuple(noise.shape)}, the actions {tuple(mean.shape)}")
-        return torch.tanh(mean + std_scale * log_std.exp() * noise.to(mean))
+        return torch.tanh(mean + std_scale * log_std.exp() * torch.randn_like(mean))
 
 
 class CriticEnsemble(nn.Module):
@@ -211,15 +203,13 @@ class AgentNetworks(nn.Module):
         task: torch.Tensor,
         deterministic: bool = True,
         std_scale: float = 1.0,
-        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Actions for a batch of observations (the policy server's entry point): the mean action when
-        ``deterministic``, else a draw with the policy's spread times ``std_scale``, using ``noise``
-        (B, action_dim) as the standard-normal draw when given (see ``TanhGaussianActor.sample``)."""
+        ``deterministic``, else a draw with the policy's spread times ``std_scale``."""
         state = self.state(images, proprio, task)
         if deterministic or std_scale == 0.0:
             return torch.tanh(self.actor.distribution(state)[0])
-        return self.actor.sample(state, std_scale, noise)
+        return self.actor.sample(state, std_scale)
 
     @torch.no_grad()
     def soft_update_targets(self, tau: float) -> None:

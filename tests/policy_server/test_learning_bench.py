@@ -102,7 +102,6 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"recipe": "wsrl", "wsrl_warmup_transitions": 40}, "warm-up"),
         ({"eval_layout": "mine"}, "eval_layout"),
         ({"demo_layout": "yours"}, "demo_layout"),
-        ({"explore_noise_beta": 3.0}, "beta"),
     ],
 )
 def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
@@ -229,11 +228,10 @@ def test_explore_after_failure_acts_with_the_mean_until_an_attempt_fails(tmp_pat
     scales: list[float] = []
     act = lb.policy_action
 
-    def spy(nets, obs, device, deterministic, std_scale=1.0, noise=None):
+    def spy(nets, obs, device, deterministic, std_scale=1.0):
         if not deterministic:
             scales.append(std_scale)
-            assert noise is None  # white noise: torch's own draw
-        return act(nets, obs, device, deterministic, std_scale, noise)
+        return act(nets, obs, device, deterministic, std_scale)
 
     monkeypatch.setattr(lb, "policy_action", spy)
     cfg = LearningBenchConfig.quick(
@@ -248,29 +246,3 @@ def test_explore_after_failure_acts_with_the_mean_until_an_attempt_fails(tmp_pat
         assert explored["forward"]["episodes"] >= 1 and 0.5 in scales
     with pytest.raises(ValueError, match="explore_when"):
         LearningBenchConfig.quick(explore_when="sometimes")
-
-
-def test_pink_exploration_noise_is_drawn_per_episode_of_the_stream(tmp_path, monkeypatch) -> None:
-    noises: list[np.ndarray] = []
-    resets = [0]
-    act, reset = lb.policy_action, lb.ColoredNoiseProcess.reset
-
-    def spy(nets, obs, device, deterministic, std_scale=1.0, noise=None):
-        if not deterministic:
-            assert noise is not None and noise.shape == (5,)
-            noises.append(noise.copy())
-        return act(nets, obs, device, deterministic, std_scale, noise)
-
-    def counting_reset(self):
-        resets[0] += 1
-        reset(self)
-
-    monkeypatch.setattr(lb, "policy_action", spy)
-    monkeypatch.setattr(lb.ColoredNoiseProcess, "reset", counting_reset)
-    cfg = LearningBenchConfig.quick(methods=("pretrained_only",), explore_noise_beta=1.0, online_steps=60)
-    m = run_learning_bench(cfg, str(tmp_path), progress=False)["methods"]["pretrained_only"]
-    episodes = sum(m["train_episodes"][t]["episodes"] for t in ("forward", "backward"))
-    assert len(noises) == 60
-    assert resets[0] in (episodes, episodes - 1)  # a new sequence at every episode but a last cut-off one
-    x = np.stack(noises)
-    assert float(np.mean(x[1:] * x[:-1])) > 0.2  # correlated from step to step, unlike white noise
