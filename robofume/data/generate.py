@@ -13,7 +13,6 @@ regenerates exactly the missing episodes (each episode's seed depends only on it
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import sys
@@ -227,7 +226,6 @@ def _is_complete(path: str) -> bool:
 
 
 _ENV_CACHE: dict[tuple, MockArmEnv] = {}
-_CLOSE_AT_EXIT: list[bool] = []  # atexit hook registered in this process
 
 
 def close_cached_envs() -> None:
@@ -258,18 +256,6 @@ def _env_for(job: EpisodeJob, image_size: int, max_steps: int) -> MockArmEnv:
 def run_job(job: EpisodeJob, image_size: int, max_steps: int) -> dict:
     """Make one episode and write it; demos retry until they succeed, failures until they fail."""
     env = _env_for(job, image_size, max_steps)
-    try:
-        return _run_job(env, job)
-    finally:
-        if not _CLOSE_AT_EXIT:
-            # A pool worker keeps its env until the process exits. Freed by the interpreter's final
-            # garbage collection, after EGL's own exit hook terminated the display, the renderer
-            # prints EGL tracebacks. Registered after the first render, so it runs before that hook.
-            atexit.register(close_cached_envs)
-            _CLOSE_AT_EXIT.append(True)
-
-
-def _run_job(env: MockArmEnv, job: EpisodeJob) -> dict:
     if job.scene < 0:
         obj_desc, target_desc = "red cube", "blue bin"
     else:

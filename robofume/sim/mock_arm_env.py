@@ -15,6 +15,8 @@ for auto-labelling scripted data only; the learner's reward in the main pipeline
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -146,6 +148,25 @@ def _band_offset(rng: np.random.Generator, band: tuple[float, float]) -> np.ndar
     along = rng.uniform(near, far) * rng.choice([-1.0, 1.0])
     across = rng.uniform(-far, far)
     return np.array([along, across]) if rng.random() < 0.5 else np.array([across, along])
+
+
+_RENDERING_ENVS: weakref.WeakSet[MockArmEnv] = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _close_rendering_envs() -> None:
+    for env in list(_RENDERING_ENVS):
+        env.close()
+
+
+def _close_at_exit(env: MockArmEnv) -> None:
+    """Close ``env``'s renderer at interpreter exit, before MuJoCo's EGL exit hook terminates the
+    display: a renderer freed afterwards by the final garbage collection prints EGL tracebacks. The
+    hook is registered once, after the first GL context exists, so it runs before EGL's (LIFO)."""
+    _RENDERING_ENVS.add(env)
+    if not _EXIT_HOOK:
+        atexit.register(_close_rendering_envs)
+        _EXIT_HOOK.append(True)
 
 
 class MockArmEnv(gym.Env):
@@ -479,6 +500,7 @@ class MockArmEnv(gym.Env):
                 self._renderer.close()
             preload_before_gl()
             self._renderer = mujoco.Renderer(self.model, size, size)
+            _close_at_exit(self)
             flags = self._renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False

@@ -222,3 +222,21 @@ def test_fresh_scenes_follow_the_spreads_and_a_cube_near_the_bin_wall_settles_in
     for bad in ({"start_spread": 0.07}, {"start_spread": -0.01}, {"target_spread": 0.06}):
         with pytest.raises(ValueError, match="spread"):
             MockArmConfig(image_size=0, **bad)
+
+
+def test_a_script_that_never_closes_its_env_exits_without_egl_tracebacks() -> None:
+    """The renderer is closed at exit before MuJoCo's EGL hook (scripts and pool workers printed
+    EGL tracebacks from the final garbage collection)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from robofume.sim import MockArmConfig, MockArmEnv\n"
+        "env = MockArmEnv(MockArmConfig(image_size=32))\n"
+        "env.reset(seed=0)\n"
+        "print('rendered')\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "rendered" in done.stdout, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "EGLError" not in done.stderr, done.stderr[-2000:]
