@@ -25,8 +25,10 @@ def _save(fig: Any, path: str) -> None:
     plt.close(fig)
 
 
-def plot_success(log: SessionLog, path: str, window: int = 10) -> None:
-    """Forward and backward success over time (classifier-judged, and ground truth when known)."""
+def plot_success(log: SessionLog, path: str, window: int = 10, reward: str = "classifier") -> None:
+    """Forward and backward success over time, as the session's reward judged it (``reward``: the
+    reward source, ``classifier`` or ``ground_truth``) and by ground truth at each episode's end
+    when known."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,16 +44,17 @@ def plot_success(log: SessionLog, path: str, window: int = 10) -> None:
             t,
             _rolling([float(e.outcome == "success") for e in eps], window),
             color=colour,
-            label=f"{task} (classifier)",
+            label=f"{task} ({'ground-truth reward' if reward == 'ground_truth' else 'classifier'})",
         )
         if all(e.ground_truth is not None for e in eps):
             gt = _rolling([float(bool(e.ground_truth)) for e in eps], window)
-            ax.plot(t, gt, color=colour, linestyle="--", label=f"{task} (ground truth)")
+            ax.plot(t, gt, color=colour, linestyle="--", label=f"{task} (ground truth at episode end)")
     ax.set_xlabel("session time (min)")
     ax.set_ylabel(f"success rate (last {window} episodes)")
     ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no attempt yet: no lines, no legend
+        ax.legend(fontsize=8)
     _save(fig, path)
 
 
@@ -183,7 +186,7 @@ def write_report(
     """Write ``report.md``, ``success.png``, ``classifier.png``, ``system.png`` and ``report.json``
     (``evaluation``: held-out points from :func:`robofume.session.evaluation.evaluate_session`)."""
     os.makedirs(folder, exist_ok=True)
-    plot_success(log, os.path.join(folder, "success.png"))
+    plot_success(log, os.path.join(folder, "success.png"), reward=str(context.get("reward", "classifier")))
     plot_classifier(log, os.path.join(folder, "classifier.png"))
     plot_system(log, os.path.join(folder, "system.png"))
     summary = log.summary()

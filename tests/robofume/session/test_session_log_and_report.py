@@ -232,6 +232,25 @@ def test_report_names_the_reward_source_and_a_weak_classifier(tmp_path) -> None:
     assert "Warning: weak reward" in text and "forward 0.027" in text
 
 
+@pytest.mark.parametrize(
+    ("reward", "judge"), [("ground_truth", "ground-truth reward"), ("classifier", "classifier")]
+)
+def test_success_plot_names_the_reward_source(tmp_path, monkeypatch, reward: str, judge: str) -> None:
+    from matplotlib.axes import Axes
+
+    labels: list[str] = []
+    plot = Axes.plot
+
+    def spy(self, *args, **kwargs):
+        labels.append(kwargs.get("label", ""))
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    log, _ = simulated_log()
+    write_report(log, str(tmp_path), {"robot": "mock", "reward": reward})
+    assert f"forward ({judge})" in labels and "forward (ground truth at episode end)" in labels
+
+
 def test_learner_runs_at_lower_priority() -> None:
     import os
     import subprocess
