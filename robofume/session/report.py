@@ -34,6 +34,7 @@ def plot_success(log: SessionLog, path: str, window: int = 10, reward: str = "cl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    judge = "ground-truth reward" if reward == "ground_truth" else "classifier"
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for task, colour in (("forward", "tab:blue"), ("backward", "tab:orange")):
         eps = [e for e in log.episodes if e.task == task and e.outcome != "already_done"]
@@ -44,7 +45,7 @@ def plot_success(log: SessionLog, path: str, window: int = 10, reward: str = "cl
             t,
             _rolling([float(e.outcome == "success") for e in eps], window),
             color=colour,
-            label=f"{task} ({'ground-truth reward' if reward == 'ground_truth' else 'classifier'})",
+            label=f"{task} ({judge})",
         )
         if all(e.ground_truth is not None for e in eps):
             gt = _rolling([float(bool(e.ground_truth)) for e in eps], window)

@@ -151,7 +151,7 @@ def _band_offset(rng: np.random.Generator, band: tuple[float, float]) -> np.ndar
 
 
 _RENDERING_ENVS: weakref.WeakSet[MockArmEnv] = weakref.WeakSet()
-_EXIT_HOOK: list[bool] = []
+_exit_hook_registered = False
 
 
 def _close_rendering_envs() -> None:
@@ -163,10 +163,11 @@ def _close_at_exit(env: MockArmEnv) -> None:
     """Close ``env``'s renderer at interpreter exit, before MuJoCo's EGL exit hook terminates the
     display: a renderer freed afterwards by the final garbage collection prints EGL tracebacks. The
     hook is registered once, after the first GL context exists, so it runs before EGL's (LIFO)."""
+    global _exit_hook_registered
     _RENDERING_ENVS.add(env)
-    if not _EXIT_HOOK:
+    if not _exit_hook_registered:
         atexit.register(_close_rendering_envs)
-        _EXIT_HOOK.append(True)
+        _exit_hook_registered = True
 
 
 class MockArmEnv(gym.Env):
