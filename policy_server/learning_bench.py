@@ -107,6 +107,10 @@ that use neither: ``bc_only``, ``sac_scratch``)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
 _NEVER = 10**12
 EXPLORE_WHEN: tuple[str, ...] = ("always", "after_failure")
+STREAMS: tuple[str, ...] = ("reset_free", "episodic")
+"""Training streams: ``reset_free`` (the method: the scene is never reset) and ``episodic`` (a
+diagnostic, not the method: every episode starts from a fresh scene at the training workstation,
+as if a person reset it, so it measures what RL does when the stream never gets stuck)."""
 ALREADY_DONE_STEPS = ControllerConfig.already_done_steps
 """A training-stream episode that succeeds within this many steps counts as already done (the
 session controller's default), not as a success."""
@@ -186,6 +190,10 @@ class LearningBenchConfig:
     mean action, except in an attempt whose previous attempt of the same task failed (timed out):
     in a reset-free scene the mean action repeats the same failure, sampled actions break grasps
     that the mean action would make."""
+    stream: str = "reset_free"
+    """Training stream (``STREAMS``): ``reset_free``, the method; ``episodic``, a diagnostic upper
+    bound in which every episode starts from a fresh scene (tasks still alternate; the result's
+    ``scene_resets`` counts the resets). It does not meet the issue's no-reset condition."""
     freeze_encoder_online: bool = True
     """calql_finetune online: keep the pre-trained encoder frozen (cached features, fast updates).
     sac_scratch always trains its encoder: it has no pre-trained one."""
@@ -206,6 +214,8 @@ class LearningBenchConfig:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
+        if self.stream not in STREAMS:
+            raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {self.stream!r}")
         if self.explore_when not in EXPLORE_WHEN:
             raise ValueError(
                 f"explore_when must be one of {', '.join(EXPLORE_WHEN)}, got {self.explore_when!r}"
@@ -587,7 +597,10 @@ def _online(
                 episode_steps = 0
                 if step < cfg.online_steps:
                     t = time.perf_counter()
-                    options = {"task": other_task(env.task), "keep_scene": True, "home_arm": cfg.home_arm}
+                    if cfg.stream == "episodic":  # a fresh scene at the workstation (diagnostic)
+                        options = {"task": other_task(env.task), "layout_seed": cfg.seed}
+                    else:
+                        options = {"task": other_task(env.task), "keep_scene": True, "home_arm": cfg.home_arm}
                     obs, _info = env.reset(options=options)
                     times["env"] += time.perf_counter() - t
                     buffer.begin_episode(obs["image"], obs["proprio"], int(obs["task"]))

@@ -372,7 +372,8 @@ class ResetFreeController:
 
     def _stuck(self) -> bool:
         """Failed ``stuck_after`` times in a row in both directions, or in one while the other had
-        only already-done attempts since (no real success in either direction)."""
+        ``stuck_after`` attempts without a success (failed or already done): no real success in
+        either direction."""
         n, s = self.config.stuck_after, self.stats
         if all(k >= n for k in s.failures_in_a_row.values()):
             return True

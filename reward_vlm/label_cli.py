@@ -29,7 +29,7 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "label",
         help="label episode frames success/failure in a local web page; train the success classifier",
-        epilog="example: robofume label --data data/mock   (then open the printed URL)",
+        epilog="example: robofume label --data data/mock   # then open the printed URL",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True, help="folder of recorded episodes (.npz), searched recursively")

@@ -3,7 +3,7 @@
 Examples::
 
     robofume reward export-backbone --out backbones/vit-b-32          # online, once: weights to a folder
-    robofume reward train --data data/mock --labels data/session/labels.json \\
+    robofume reward train --data data/mock --labels data/mock/labels.json \\
         --backbone-path backbones/vit-b-32 --out runs/classifier    # progress bar, TensorBoard in out/tb
     robofume reward eval --classifier runs/classifier --data data/heldout --json
 
@@ -27,7 +27,7 @@ DEFAULT_MODELS = {
 EXAMPLES = """examples:
   robofume reward export-backbone --out backbones/vit-b-32     # download once (online), save to a folder
   robofume reward train --data data/mock --out runs/classifier --backbone-path backbones/vit-b-32
-  robofume reward train --data data/mock --labels data/session/labels.json --method lora --out runs/clf
+  robofume reward train --data data/mock --labels data/mock/labels.json --method lora --out runs/clf
   robofume reward eval --classifier runs/classifier --data data/heldout --json
 """
 
@@ -167,7 +167,12 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     verbs = reward.add_subparsers(dest="reward_verb", metavar="ACTION", required=True)
 
     train = verbs.add_parser(
-        "train", help="fine-tune the classifier on episodes and labels (progress bar, TensorBoard)"
+        "train",
+        help="fine-tune the classifier on episodes and labels (progress bar, TensorBoard)",
+        epilog="examples:\n  robofume reward train --data data/mock --out runs/classifier --backbone-path "
+        "backbones/vit-b-32\n  robofume reward train --data data/mock --labels data/mock/labels.json "
+        "--method lora --out runs/clf",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--data", action="append", default=None, help="episode folder (repeatable)")
     train.add_argument("--labels", default=None, help="labels.json (or its folder) from `robofume label`")
@@ -203,7 +208,10 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     export = verbs.add_parser(
-        "export-backbone", help="load a backbone by name (downloads while online) and save it to a folder"
+        "export-backbone",
+        help="load a backbone by name (downloads while online) and save it to a folder",
+        epilog="example: robofume reward export-backbone --out backbones/vit-b-32   # online, once",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument(
         "--out", required=True, help="folder to write (backbone.json, model.safetensors, tokenizer)"
@@ -212,7 +220,10 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_export)
 
     ev = verbs.add_parser(
-        "eval", help="precision/recall/accuracy of a classifier on episodes with ground truth"
+        "eval",
+        help="precision/recall/accuracy of a classifier on episodes with ground truth",
+        epilog="example: robofume reward eval --classifier runs/classifier --data data/heldout --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ev.add_argument("--classifier", required=True, help="checkpoint folder from `robofume reward train`")
     ev.add_argument("--data", action="append", required=True, help="episode folder (repeatable)")

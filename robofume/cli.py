@@ -176,10 +176,9 @@ def _learner_config(args: argparse.Namespace) -> LearnerConfig:
     from policy_server.learner import LearnerConfig, load_config_file
     from policy_server.networks import NetworkConfig
 
-    if args.config:
-        cfg = load_config_file(args.config)
-    else:
-        cfg = LearnerConfig(network=NetworkConfig(image_size=args.image_size))
+    cfg = load_config_file(args.config) if args.config else LearnerConfig(network=NetworkConfig())
+    if args.image_size is not None:  # a flag overrides the config file, as --recipe and --batch-size do
+        cfg = dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, image_size=args.image_size))
     overrides = {k: v for k, v in (("recipe", args.recipe), ("batch_size", args.batch_size)) if v is not None}
     return dataclasses.replace(cfg, **overrides)
 
@@ -284,7 +283,9 @@ def _add_learner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="learner config JSON (see the run's config.json)")
     p.add_argument("--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 256)")
-    p.add_argument("--image-size", type=int, default=64, help="encoder image side (default: 64)")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="encoder image side (default: the config's, 64)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
 
 
@@ -312,7 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-dataset", action="store_true", help="skip writing the small example dataset")
     demo.set_defaults(func=_cmd_demo)
 
-    data = verbs.add_parser("data", help="generate and inspect episode datasets")
+    data = verbs.add_parser(
+        "data",
+        help="generate and inspect episode datasets",
+        epilog="examples:\n  robofume data generate --out data/mock\n  robofume data info data/mock",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
     gen = data_verbs.add_parser(
         "generate",
@@ -346,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info",
         help="count episodes and check every file loads",
         epilog="example: robofume data info data/mock",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("path", help="dataset folder")
     info.set_defaults(func=_cmd_data_info)
@@ -375,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain",
         help="offline Cal-QL pre-training on a dataset; publishes weights and checkpoints",
         epilog="example: robofume pretrain --data data/mock --run runs/mock --bc-steps 12000 --steps 20000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pre.add_argument("--data", required=True, help="dataset folder from `robofume data generate`")
     pre.add_argument("--run", required=True, help="run folder (buffer, weights, checkpoints, tb logs)")
@@ -395,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "session",
         help="the main job: prepare (data, classifier, pre-training; cached), then fine-tune over ROS 2",
         epilog="example: robofume session --duration 10 --out runs/session   # report: runs/session/report/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ses.add_argument("--out", default=None, help="session folder (default: runs/session)")
     ses.add_argument("--robot", choices=["mock", "real"], default=None, help="mock (default) or real")
@@ -449,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         "learner",
         help="async online learner: trains from the run's replay buffer while the robot acts",
         epilog="example: robofume learner --run runs/mock --recipe calql",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lrn.add_argument("--run", required=True, help="run folder made by `robofume pretrain`")
     lrn.add_argument("--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe")
@@ -458,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = verbs.add_parser(
         "bench",
         help="benchmarks; print JSON with --json",
-        epilog="examples: robofume bench sim --json\n"
+        epilog="examples:\n  robofume bench sim --json\n"
         "  robofume bench policy --device cuda --batch-sizes 1 4 16 --json   # on the GPU server",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

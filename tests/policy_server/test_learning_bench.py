@@ -246,3 +246,36 @@ def test_explore_after_failure_acts_with_the_mean_until_an_attempt_fails(tmp_pat
         assert explored["forward"]["episodes"] >= 1 and 0.5 in scales
     with pytest.raises(ValueError, match="explore_when"):
         LearningBenchConfig.quick(explore_when="sometimes")
+
+
+def test_episodic_stream_is_a_labelled_diagnostic_that_resets_every_episode_at_the_workstation(
+    tmp_path, monkeypatch
+) -> None:
+    resets: list[dict[str, Any]] = []
+    train_env: list[MockArmEnv] = []
+    make = lb.make_env
+
+    def spy(cfg: LearningBenchConfig, role: str) -> MockArmEnv:
+        env = make(cfg, role)
+        if role == "train":
+            train_env.append(env)
+            reset = env.reset
+
+            def logged(*, seed: int | None = None, options: dict[str, Any] | None = None):
+                resets.append(dict(options or {}))
+                return reset(seed=seed, options=options)
+
+            env.reset = logged  # type: ignore[method-assign]
+        return env
+
+    monkeypatch.setattr(lb, "make_env", spy)
+    cfg = LearningBenchConfig.quick(methods=("pretrained_only",), stream="episodic", online_steps=40)
+    m = run_learning_bench(cfg, str(tmp_path), progress=False)["methods"]["pretrained_only"]
+    episodes = sum(c["episodes"] for c in m["train_episodes"].values())
+    assert episodes >= 3
+    # a fresh scene for every episode: the finished ones and the one the run's last step cut short
+    assert m["scene_resets"] == len(resets) and episodes <= len(resets) <= episodes + 1
+    assert all(not o.get("keep_scene") and o["layout_seed"] == cfg.seed for o in resets)  # one workstation
+    assert [o["task"] for o in resets] == [("forward", "backward")[i % 2] for i in range(len(resets))]
+    with pytest.raises(ValueError, match="stream"):
+        LearningBenchConfig.quick(stream="sometimes")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -20,6 +24,56 @@ def test_help_shows_runnable_examples(capsys) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "robofume demo --out outputs/demo" in out and "robofume data generate" in out
+
+
+def _all_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every parser of the CLI with its verb path, the top level first."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, (*path, name))
+
+
+def test_every_verb_help_shows_an_example_that_parses_as_printed() -> None:
+    """Each leaf verb's --help ends with an example; every example line, copied from the printed help
+    (line wrapping included), is a valid command line of that parser."""
+    from robofume.cli import build_parser
+
+    parser = build_parser()
+    checked = 0
+    for path, sub in _all_parsers(parser):
+        text = sub.format_help()
+        examples = [
+            line.split("robofume ", 1)[1]
+            for line in text.splitlines()
+            if re.match(r"^\s*(examples?:\s*)?robofume \S", line)
+        ]
+        leaf = not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+        if leaf:
+            assert examples, f"`robofume {' '.join(path)} --help` shows no example"
+        for example in examples:
+            argv = shlex.split(example, comments=True)
+            try:
+                parser.parse_args(argv)
+            except SystemExit as exc:
+                verb = " ".join(path)
+                pytest.fail(f"example in `robofume {verb} --help` does not parse: {example!r} ({exc})")
+            checked += 1
+    assert checked >= 20
+
+
+def test_pretrain_image_size_overrides_a_config_file(tmp_path) -> None:
+    from policy_server.learner import LearnerConfig
+    from robofume.cli import _learner_config, build_parser
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dataclasses.asdict(LearnerConfig())))
+    base = ["pretrain", "--data", "d", "--run", "r", "--config", str(config)]
+    assert _learner_config(build_parser().parse_args(base)).network.image_size == 64
+    args = build_parser().parse_args([*base, "--image-size", "96", "--batch-size", "32"])
+    cfg = _learner_config(args)
+    assert cfg.network.image_size == 96 and cfg.batch_size == 32
 
 
 def test_console_script_is_installed() -> None:
