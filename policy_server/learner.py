@@ -116,6 +116,8 @@ def config_from_dict(data: dict[str, Any]) -> LearnerConfig:
     """Inverse of :func:`config_to_dict`; unknown keys at any level are a one-line ``ValueError``."""
 
     def build(cls: type, values: dict[str, Any], where: str) -> Any:
+        if not isinstance(values, dict):
+            raise ValueError(f"the {where} config must be a JSON object, got {type(values).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -124,7 +126,10 @@ def config_from_dict(data: dict[str, Any]) -> LearnerConfig:
         for name, sub in (("network", NetworkConfig), ("agent", AgentConfig)):
             if name in kwargs and cls is LearnerConfig:
                 kwargs[name] = build(sub, kwargs[name], name)
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # a value of the wrong type, e.g. "batch_size": "64"
+            raise ValueError(f"a {where} config value has the wrong type ({exc})") from None
 
     return build(LearnerConfig, data, "learner")
 
@@ -423,6 +428,10 @@ def write_resolved_config(run_dir: str | os.PathLike[str], cfg: LearnerConfig) -
 
 
 def load_config_file(path: str | os.PathLike[str]) -> LearnerConfig:
-    """A learner config from JSON; unknown keys are an error."""
+    """A learner config from JSON; unknown keys, and a file that is not JSON, are a one-line error."""
     with open(path) as f:
-        return config_from_dict(json.load(f))
+        try:
+            data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a JSON learner config ({exc})") from None
+    return config_from_dict(data)

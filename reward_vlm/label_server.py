@@ -881,6 +881,8 @@ class LabelServer:
 
     def __init__(self, config: LabelServerConfig, trainer: Trainer | None = None) -> None:
         check_bind_host(config.host, config.allow_remote)
+        if not 0 <= config.port <= 65535:
+            raise LabelServerError(f"port must be 0-65535 (0: a free one), got {config.port}")
         self.config = config
         self.app = LabelApp(config, trainer)
         allowed = set(LOCAL_HOST_NAMES) | {config.host.strip("[]")}

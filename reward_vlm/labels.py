@@ -71,6 +71,16 @@ def merge_labels(labels: Iterable[FrameLabel]) -> list[FrameLabel]:
     return list(merged.values())
 
 
+def require_label_file(path: str | os.PathLike[str]) -> str:
+    """The label file at ``path`` (or ``path/labels.json``); :class:`LabelError` when there is none. For a
+    file the user named, where a typo must not read as "no labels" as in :func:`load_labels`."""
+    path = os.fspath(path)
+    file = os.path.join(path, LABELS_FILENAME) if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise LabelError(f"no label file at {file}; make one with `robofume label`")
+    return file
+
+
 def load_labels(path: str | os.PathLike[str]) -> list[FrameLabel]:
     """Read a label file; a missing file is an empty list, a damaged one raises :class:`LabelError`."""
     path = os.fspath(path)

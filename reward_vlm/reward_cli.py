@@ -76,8 +76,11 @@ def backbone_config_from_args(args: argparse.Namespace, base: BackboneConfig | N
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from reward_vlm.labels import require_label_file
     from reward_vlm.training import ClassifierTrainConfig, load_train_config, train_classifier
 
+    if args.labels:
+        require_label_file(args.labels)
     base = load_train_config(args.config).to_dict() if args.config else {}
     backbone = backbone_config_from_args(args, BackboneConfig.from_dict(base["backbone"]) if base else None)
     overrides = {
@@ -132,10 +135,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from reward_vlm.classifier import SuccessClassifier
-    from reward_vlm.training import evaluate_classifier
+    from reward_vlm.training import evaluate_classifier, resolve_device
     from robofume.data.episode_format import list_episodes
 
-    classifier = SuccessClassifier.load(args.classifier, device=args.device)
+    if args.tolerance_frames < 0:
+        raise ValueError(f"--tolerance-frames must be >= 0, got {args.tolerance_frames}")
+    classifier = SuccessClassifier.load(args.classifier, device=resolve_device(args.device))
     paths: list[str] = []
     for folder in args.data:
         if not os.path.isdir(folder):

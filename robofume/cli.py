@@ -96,6 +96,10 @@ LEARNING_BENCH_OUT = "outputs/bench_learning"
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.batch_sizes and min(args.batch_sizes) < 1:
+        raise ValueError(f"--batch-sizes must all be >= 1, got {args.batch_sizes}")
     if args.name == "learning":
         from policy_server.learning_bench import (
             LearningBenchConfig,
@@ -145,13 +149,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         else:
             result = speed_bench.run_replay_bench(image_size=args.image_size)
     elif args.name == "reward-node":
-        from reward_vlm.node_bench import RewardNodeBenchConfig, run_reward_node_bench
+        from reward_vlm.node_bench import RewardBenchError, RewardNodeBenchConfig, run_reward_node_bench
 
-        result = run_reward_node_bench(
-            RewardNodeBenchConfig(
-                classifier=args.classifier or "stand-in", seconds=args.seconds, image_size=args.image_size
+        try:
+            result = run_reward_node_bench(
+                RewardNodeBenchConfig(
+                    classifier=args.classifier or "stand-in", seconds=args.seconds, image_size=args.image_size
+                )
             )
-        )
+        except RewardBenchError as exc:
+            print(f"robofume: error: {exc}", file=sys.stderr)
+            return 1
     elif args.name == "transport":
         from robofume_robot.transport_bench import TransportBenchError, run_transport_bench
 
@@ -188,6 +196,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from policy_server.replay_buffer import BufferSpec, ReplayBuffer
     from robofume.data.episode_format import list_episodes, load_episode
 
+    for flag, value in (("--steps", args.steps), ("--bc-steps", args.bc_steps)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
     files = list_episodes(args.data)
     if not files:
         raise ValueError(f"no episode files under {args.data}; make them with: robofume data generate")

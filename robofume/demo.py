@@ -36,6 +36,8 @@ class DemoConfig:
             raise ValueError(f"cycles must be >= 1, got {self.cycles}")
         if not 64 <= self.video_size <= 1024:
             raise ValueError(f"video_size must be between 64 and 1024, got {self.video_size}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 def _strip(frames: list[np.ndarray], n: int = 8) -> np.ndarray:

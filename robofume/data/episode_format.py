@@ -114,7 +114,7 @@ def load_episode(path: str | os.PathLike[str]) -> Episode:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, UnicodeDecodeError) as exc:
         raise EpisodeFormatError(f"{path}: corrupt or truncated episode file ({exc})") from None
-    if meta.get("format") != FORMAT_NAME:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise EpisodeFormatError(f"{path}: not a {FORMAT_NAME} file")
     if meta.get("version") != FORMAT_VERSION:
         raise EpisodeFormatError(
@@ -122,11 +122,13 @@ def load_episode(path: str | os.PathLike[str]) -> Episode:
             f"(this robofume reads {FORMAT_VERSION})"
         )
     task = meta.pop("task", None)
+    if task is None:
+        raise EpisodeFormatError(f"{path}: its metadata names no task")
     meta.pop("format")
     meta.pop("version")
     try:
         return Episode(task=task, metadata=meta, **arrays)
-    except (EpisodeFormatError, ValueError) as exc:
+    except (EpisodeFormatError, ValueError, TypeError) as exc:
         raise EpisodeFormatError(f"{path}: {exc}") from None
 
 

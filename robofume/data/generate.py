@@ -122,6 +122,10 @@ class GenerateConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not self.demo_noise >= 0:
+            raise ValueError(f"demo_noise must be >= 0, got {self.demo_noise}")
         if self.layout_seed is not None and self.layout_seed < 0:
             raise ValueError(f"layout_seed must be >= 0, got {self.layout_seed}")
         MockArmConfig(image_size=self.image_size, max_episode_steps=self.max_episode_steps)
@@ -335,6 +339,30 @@ def read_env_settings(out: str) -> dict[str, float] | None:
     return {**camera, **manifest.get("mock_scene", legacy)}
 
 
+EPISODE_SETTINGS: tuple[str, ...] = (
+    "image_size",
+    "max_episode_steps",
+    "demo_noise",
+    "prior_noise_max",
+    "seed",
+    "layout_seed",
+)
+"""Settings that shape every episode: a resumed dataset must keep them (the counts may grow)."""
+
+
+def changed_settings(out: str, cfg: GenerateConfig) -> dict[str, object]:
+    """Episode settings in ``out``'s manifest that differ from ``cfg``, with their recorded values;
+    empty without a readable manifest."""
+    try:
+        with open(os.path.join(out, "dataset.json"), encoding="utf-8") as f:
+            made = json.load(f).get("settings", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(made, dict):
+        return {}
+    return {k: made[k] for k in EPISODE_SETTINGS if k in made and made[k] != getattr(cfg, k)}
+
+
 def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
     """Write the dataset described by ``cfg``; return the manifest. Never overwrites a finished episode."""
     ensure_writable_dir(cfg.out)
@@ -355,6 +383,12 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
             raise ValueError(
                 f"{cfg.out} was made with mock arm settings {previous}, not {env_settings}; "
                 "generate into a new --out so that every episode comes from the same scenes and camera"
+            )
+        changed = changed_settings(cfg.out, cfg)
+        if changed:
+            made = ", ".join(f"{k} {v}" for k, v in changed.items())
+            raise ValueError(
+                f"{cfg.out} was made with {made}; resume with the same settings or choose a new --out"
             )
     todo = [j for j in jobs if not _is_complete(j.path)]
     manifest = {

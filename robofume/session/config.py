@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,8 +172,10 @@ class SessionConfig:
             raise SessionConfigError(f"pretrain steps and bc_steps must be >= 0, got {p.steps}, {p.bc_steps}")
         home = self.online.home
         if home is not None:
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in home)
-            if not isinstance(home, list) or len(home) not in (3, 4) or not numeric:
+            numeric = isinstance(home, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in home
+            )
+            if not numeric or len(home) not in (3, 4):
                 raise SessionConfigError(
                     f"home must be [x, y, z] or [x, y, z, yaw] in m and rad, got {home!r}"
                 )
@@ -239,6 +242,26 @@ def config_to_dict(cfg: SessionConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+}
+
+
+def _check_type(f: dataclasses.Field[Any], value: Any, where: str) -> None:
+    """Raise :class:`SessionConfigError` when ``value`` does not fit a scalar field's annotation
+    (``int``, ``float``, ``str``, ``bool``, or one of these ``| None``); other fields are not checked."""
+    parts = [p.strip() for p in str(f.type).split("|")]
+    if not all(p in _SCALAR_TYPES for p in parts):
+        return
+    allowed = tuple(t for p in parts for t in _SCALAR_TYPES[p])
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        raise SessionConfigError(f"{where}{f.name} must be {f.type}, got {value!r}")
+
+
 def _build(cls: type, payload: dict[str, Any], where: str) -> Any:
     if not isinstance(payload, dict):
         raise SessionConfigError(f"{where or 'session config'} must be an object")
@@ -248,6 +271,7 @@ def _build(cls: type, payload: dict[str, Any], where: str) -> Any:
         raise SessionConfigError(f"unknown key(s) {unknown} in {where or 'session config'}")
     kwargs = {}
     for key, value in payload.items():
+        _check_type(names[key], value, f"{where}." if where else "")
         sub = {"data_stage": DataStage, "classifier": ClassifierStage, "pretrain": PretrainStage}
         sub["online"] = OnlineStage
         kwargs[key] = (

@@ -70,6 +70,19 @@ def _forget(cfg: SessionConfig, *stages: str) -> None:
             os.unlink(_marker(cfg, stage))
 
 
+def check_session_folder(out: str) -> None:
+    """Refuse an ``out`` that holds other files: the stages delete its ``data/`` and ``run/`` and write
+    over its ``labels.json``. A new or empty folder, or one an earlier session made, is fine."""
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if any(os.path.exists(os.path.join(out, name)) for name in ("session_config.json", ".stages")):
+        return
+    raise SessionConfigError(
+        f"--out {out} holds files but is not a session folder (no session_config.json); "
+        "choose a new or empty folder"
+    )
+
+
 # --- 1. data ---------------------------------------------------------------------------------------
 
 
@@ -78,6 +91,7 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
     from robofume.data.episode_format import list_episodes
     from robofume.data.generate import (
         GenerateConfig,
+        changed_settings,
         generate_dataset,
         mock_env_settings,
         read_env_settings,
@@ -93,8 +107,20 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
         log(f"data: cached in {cfg.data_dir}")
         return cfg.data_dir
     _forget(cfg, "data", "labels", "classifier", "pretrain")
-    manifest_path = os.path.join(cfg.data_dir, "dataset.json")
+    d = cfg.data_stage
+    gen = GenerateConfig(
+        out=cfg.data_dir,
+        demos_per_task=d.demos_per_task,
+        failures_per_task=d.failures_per_task,
+        prior=d.prior,
+        image_size=d.image_size,
+        max_episode_steps=d.max_episode_steps,
+        seed=d.seed,
+        layout_seed=mock_scene_seed(cfg) if d.at_workstation else None,
+        workers=d.workers,
+    )
     made_with = read_env_settings(cfg.data_dir)
+    changed = changed_settings(cfg.data_dir, gen)
     if made_with is not None and made_with != env_settings:
         # the live mock arm would look, or start its scenes, differently from the data the policy learnt on
         log(
@@ -102,25 +128,15 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
             "generating it again"
         )
         shutil.rmtree(cfg.data_dir)
-    resume = os.path.exists(manifest_path)
+    elif changed:  # the session's own cache: episodes of other settings must not mix with new ones
+        made = ", ".join(f"{k} {v}" for k, v in changed.items())
+        log(f"data: {cfg.data_dir} was made with {made}; generating it again")
+        shutil.rmtree(cfg.data_dir)
+    resume = os.path.exists(os.path.join(cfg.data_dir, "dataset.json"))
     if os.path.isdir(cfg.data_dir) and not resume:
         shutil.rmtree(cfg.data_dir)  # an aborted first attempt left no manifest: nothing to keep
-    d = cfg.data_stage
     log(f"data: generating scripted episodes into {cfg.data_dir}")
-    generate_dataset(
-        GenerateConfig(
-            out=cfg.data_dir,
-            demos_per_task=d.demos_per_task,
-            failures_per_task=d.failures_per_task,
-            prior=d.prior,
-            image_size=d.image_size,
-            max_episode_steps=d.max_episode_steps,
-            seed=d.seed,
-            layout_seed=mock_scene_seed(cfg) if d.at_workstation else None,
-            workers=d.workers,
-            resume=resume,
-        )
-    )
+    generate_dataset(dataclasses.replace(gen, resume=resume))
     _mark_done(cfg, "data", settings)
     return cfg.data_dir
 
@@ -158,10 +174,16 @@ def auto_labels(data_dir: str, positives_per_task: int, seed: int = 0) -> list[A
 
 def ensure_labels(cfg: SessionConfig, data_dir: str, log: Log = print) -> str:
     """The label file: the user's (``--labels``), or auto-labels on the mock, saved once."""
-    from reward_vlm.labels import check_labels_against, label_counts, load_labels, save_labels
+    from reward_vlm.labels import (
+        check_labels_against,
+        label_counts,
+        load_labels,
+        require_label_file,
+        save_labels,
+    )
 
     if cfg.labels:
-        labels = load_labels(cfg.labels)
+        labels = load_labels(require_label_file(cfg.labels))
         check_labels_against(data_dir, labels)
         log(f"labels: {label_counts(labels)} from {cfg.labels}")
         return cfg.labels

@@ -22,6 +22,7 @@ from robofume.session.config import SessionConfig, mock_scene_seed, save_config
 from robofume.session.evaluation import evaluate_session
 from robofume.session.prepare import (
     check_classifier,
+    check_session_folder,
     ensure_classifier,
     ensure_data,
     ensure_labels,
@@ -107,6 +108,7 @@ def prepare(cfg: SessionConfig, log: Log = _stderr) -> dict[str, Any]:
     """Run the cached preparation stages; returns the classifier's held-out metrics (empty with the
     ground-truth reward, which needs no classifier). A classifier below ``min_precision`` stops a
     real-robot session here (:func:`~robofume.session.prepare.check_classifier`) before the pre-training."""
+    check_session_folder(cfg.out)
     os.makedirs(cfg.out, exist_ok=True)
     save_config(cfg, os.path.join(cfg.out, "session_config.json"))
     data_dir = ensure_data(cfg, log)

@@ -229,3 +229,19 @@ def test_config_round_trip_and_unknown_keys() -> None:
         config_from_dict({"agent": {"gama": 0.9}})
     with pytest.raises(ValueError, match="unknown recipe"):
         LearnerConfig(recipe="ppo")
+
+
+def test_config_of_the_wrong_shape_or_type_is_a_value_error(tmp_path) -> None:
+    from policy_server.learner import load_config_file
+
+    with pytest.raises(ValueError, match="learner config must be a JSON object"):
+        config_from_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="network config must be a JSON object"):
+        config_from_dict({"network": 5})
+    with pytest.raises(ValueError, match="wrong type"):
+        config_from_dict({"batch_size": "64"})
+    path = tmp_path / "config.json"
+    path.write_text("not json {")
+    with pytest.raises(ValueError, match="not a JSON learner config") as err:
+        load_config_file(path)
+    assert str(path) in str(err.value)

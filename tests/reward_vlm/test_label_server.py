@@ -303,6 +303,9 @@ def test_port_in_use_and_missing_folder_are_one_line_errors(
             LabelServer(LabelServerConfig(data=str(root), port=busy.getsockname()[1]))
     with pytest.raises(LabelServerError, match="does not exist"):
         LabelServer(LabelServerConfig(data=str(tmp_path / "nope"), port=0))
+    for port in (-1, 70000):
+        with pytest.raises(LabelServerError, match="port must be 0-65535"):
+            LabelServer(LabelServerConfig(data=str(root), port=port))
 
 
 def test_corrupt_label_file_refuses_to_start_and_is_not_touched(

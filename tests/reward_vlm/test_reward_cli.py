@@ -100,3 +100,22 @@ def test_export_backbone_offline_is_one_line(tmp_path: Path, monkeypatch: pytest
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="--backbone-path"):
         _run(["reward", "export-backbone", "--out", str(tmp_path / "bb"), "--backbone-path", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--device", "tpu"], "unknown device 'tpu'"), (["--tolerance-frames", "-1"], "--tolerance-frames")],
+)
+def test_eval_bad_device_or_tolerance_is_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
+    argv = ["reward", "eval", "--classifier", str(tmp_path / "clf"), "--data", str(tmp_path), *extra]
+    with pytest.raises(ValueError, match=message) as err:
+        _run(argv)
+    assert "\n" not in str(err.value)
+
+
+def test_train_with_a_missing_label_file_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "clf"
+    argv = ["reward", "train", "--data", str(tmp_path), "--out", str(out), "--labels", str(tmp_path / "typo")]
+    with pytest.raises(ValueError, match="no label file at") as err:
+        _run(argv)
+    assert "\n" not in str(err.value) and not out.exists()

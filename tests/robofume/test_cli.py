@@ -195,3 +195,32 @@ def test_bench_on_cuda_without_a_gpu_is_a_one_line_error(name: str, capsys) -> N
     assert main(["bench", name, "--device", "cuda", "--json"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA device" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pretrain", "--data", "d", "--run", "r", "--steps", "-5"], "--steps must be >= 0"),
+        (["pretrain", "--data", "d", "--run", "r", "--bc-steps", "-1"], "--bc-steps must be >= 0"),
+        (["bench", "sim", "--steps", "0", "--json"], "--steps must be >= 1"),
+        (["bench", "policy", "--batch-sizes", "1", "-2", "--json"], "--batch-sizes must all be >= 1"),
+        (["demo", "--out", "unused", "--seed", "-1"], "seed must be >= 0"),
+    ],
+)
+def test_negative_counts_and_seeds_are_one_line_errors(argv: list[str], message: str, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not os.path.exists("unused") and not os.path.exists("r")
+
+
+def test_bench_reward_node_that_fails_to_start_is_a_one_line_error(monkeypatch, capsys) -> None:
+    from reward_vlm import node_bench
+
+    def fail(_cfg: object) -> dict:
+        raise node_bench.RewardBenchError("reward node exited (2); see /tmp/x/reward_node.log")
+
+    monkeypatch.setattr(node_bench, "run_reward_node_bench", fail)
+    assert main(["bench", "reward-node", "--seconds", "1", "--json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "robofume: error: reward node exited (2); see /tmp/x/reward_node.log"

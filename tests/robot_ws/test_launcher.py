@@ -52,6 +52,16 @@ def test_bad_overrides_and_robot_are_one_line_errors(capsys) -> None:
     assert "unknown node" in err and "\n" not in err
 
 
+@pytest.mark.parametrize("namespace", ["bad ns!", "1robot", "a//b", "arm-2"])
+def test_a_namespace_ros_refuses_is_a_one_line_error_before_any_node_starts(namespace: str, capsys) -> None:
+    with pytest.raises(ValueError, match="bad namespace"):
+        Launcher("mock", namespace=namespace)
+    assert main(["robot", "--namespace", namespace]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robofume: error: bad namespace") and "\n" not in err
+    assert Launcher("mock", namespace="/fleet/robot_1/").namespace == "fleet/robot_1"
+
+
 def test_real_gate_refuses_to_start_without_limits() -> None:
     pytest.importorskip("rclpy")
     launcher = Launcher("real")

@@ -26,6 +26,8 @@ NODE = textwrap.dedent(
     class Publishing(Node):
         def __init__(self):
             super().__init__("publishing_" + sys.argv[1])
+            if sys.argv[1] == "interrupted_while_starting":
+                raise KeyboardInterrupt  # the launcher's SIGINT while the node is still being built
             if sys.argv[1].startswith("realtime_"):
                 self.declare_parameter("realtime_priority", int(sys.argv[1].split("_")[1]))
             self.pub = self.create_publisher(String, "chatter", 10)
@@ -58,6 +60,11 @@ def _run(mode: str) -> subprocess.CompletedProcess[str]:
 def test_publish_after_shutdown_exits_cleanly() -> None:
     proc = _run("shutdown_then_publish")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_node_stopped_while_starting_exits_cleanly_without_a_traceback() -> None:
+    proc = _run("interrupted_while_starting")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_node_error_while_running_still_fails() -> None:

@@ -103,6 +103,24 @@ def test_other_version_and_foreign_npz_are_refused(tmp_path) -> None:
         load_episode(tmp_path / "foreign.npz")
 
 
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ([1, 2], "not a robofume-episode file"),
+        ({"format": "robofume-episode", "version": 1}, "names no task"),
+    ],
+)
+def test_foreign_or_taskless_metadata_is_a_format_error(tmp_path, meta: object, message: str) -> None:
+    path = tmp_path / "ep.npz"
+    save_episode(path, _episode())
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(EpisodeFormatError, match=message) as err:
+        load_episode(path)
+    assert str(path) in str(err.value) and path.exists()
+
+
 def test_inconsistent_arrays_are_refused() -> None:
     ep = _episode()
     with pytest.raises(EpisodeFormatError, match="actions"):

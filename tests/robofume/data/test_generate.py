@@ -119,6 +119,18 @@ def test_layout_seed_records_target_scene_episodes_at_one_workstation(tmp_path) 
         np.testing.assert_allclose(s, demos[0][1])
     with pytest.raises(ValueError, match="layout_seed"):
         _cfg(tmp_path, layout_seed=-1)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        _cfg(tmp_path, seed=-1)
+    with pytest.raises(ValueError, match="demo_noise must be >= 0"):
+        _cfg(tmp_path, demo_noise=-0.1)
+
+
+def test_resume_with_other_episode_settings_is_refused_and_changes_nothing(dataset) -> None:
+    out, _ = dataset
+    before = {p: os.path.getmtime(p) for p in [*list_episodes(out), str(out / "dataset.json")]}
+    with pytest.raises(ValueError, match="made with image_size 32"):
+        generate_dataset(_cfg(out, image_size=64, resume=True), progress=False)
+    assert {p: os.path.getmtime(p) for p in before} == before
 
 
 def test_env_settings_are_recorded_and_a_dataset_made_differently_is_not_resumed(tmp_path) -> None:

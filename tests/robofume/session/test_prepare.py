@@ -3,13 +3,16 @@ regenerated when not."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
-from robofume.data.episode_format import list_episodes
+import pytest
+
+from robofume.data.episode_format import list_episodes, load_episode
 from robofume.data.generate import mock_env_settings, read_env_settings
-from robofume.session.config import DataStage, SessionConfig
-from robofume.session.prepare import ensure_data
+from robofume.session.config import DataStage, SessionConfig, SessionConfigError
+from robofume.session.prepare import check_session_folder, ensure_data, ensure_labels
 
 
 def test_data_stage_is_cached_and_regenerated_when_made_differently(tmp_path) -> None:
@@ -42,6 +45,13 @@ def test_data_stage_is_cached_and_regenerated_when_made_differently(tmp_path) ->
     again = {p: os.path.getmtime(p) for p in list_episodes(data)}
     assert again.keys() == first.keys() and all(again[p] > first[p] for p in first)
 
+    # another episode setting of the data stage: generated again, never mixed into the old episodes
+    said.clear()
+    bigger = dataclasses.replace(cfg, data_stage=dataclasses.replace(cfg.data_stage, image_size=48))
+    ensure_data(bigger, said.append)
+    assert any("image_size 32; generating it again" in line for line in said)
+    assert {load_episode(p).frames.shape[1] for p in list_episodes(data)} == {48}
+
 
 def test_stage_markers_survive_a_copied_session_folder(tmp_path) -> None:
     import shutil
@@ -66,3 +76,29 @@ def test_stage_markers_survive_a_copied_session_folder(tmp_path) -> None:
     with open(os.path.join(old.out, ".stages", "pretrain.json"), "w", encoding="utf-8") as f:
         json.dump(absolute, f)
     assert _is_done(old, "pretrain", absolute)
+
+
+def test_a_folder_of_other_files_is_refused_as_session_folder_and_left_alone(tmp_path) -> None:
+    from robofume.session.runner import prepare
+
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "recording.txt").write_text("keep")
+    (mine / "labels.json").write_text('{"my": "labels"}')
+    with pytest.raises(SessionConfigError, match="not a session folder") as err:
+        prepare(SessionConfig(out=str(mine)), lambda _line: None)
+    assert "\n" not in str(err.value)
+    assert (mine / "data" / "recording.txt").read_text() == "keep"
+    assert (mine / "labels.json").read_text() == '{"my": "labels"}'
+    assert sorted(os.listdir(mine)) == ["data", "labels.json"]
+    check_session_folder(str(tmp_path / "new"))  # a new, an empty or a session folder is fine
+    (tmp_path / "empty").mkdir()
+    check_session_folder(str(tmp_path / "empty"))
+    (mine / "session_config.json").write_text("{}")
+    check_session_folder(str(mine))
+
+
+def test_a_named_label_file_that_does_not_exist_is_an_error(tmp_path) -> None:
+    cfg = SessionConfig(out=str(tmp_path / "s"), labels=str(tmp_path / "typo.json"))
+    with pytest.raises(ValueError, match="no label file at"):
+        ensure_labels(cfg, str(tmp_path))

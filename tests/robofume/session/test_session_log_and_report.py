@@ -124,6 +124,25 @@ def test_config_round_trip_and_errors() -> None:
         config_from_dict({"online": {"explore_std_scale": -0.5}})
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"online": {"duration_s": "600"}}, "online.duration_s must be float"),
+        ({"pretrain": {"steps": 1.5}}, "pretrain.steps must be int"),
+        ({"online": {"eval_episodes": None}}, "online.eval_episodes must be int"),
+        ({"classifier": {"allow_weak": 1}}, "classifier.allow_weak must be bool"),
+        ({"seed": True}, "seed must be int"),
+        ({"online": {"home": 5}}, "home must be"),
+        ({"online": {"home": [float("nan"), 0.0, 0.3]}}, "home must be"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_one_line_errors(payload: dict, message: str) -> None:
+    with pytest.raises(SessionConfigError, match=message) as err:
+        config_from_dict(payload)
+    assert "\n" not in str(err.value)
+    config_from_dict({"classifier": {"pretrained": None}, "online": {"duration_s": 60}})  # None, int: fine
+
+
 def test_node_overrides_set_homing_per_robot() -> None:
     from robofume.session.runner import node_overrides
 

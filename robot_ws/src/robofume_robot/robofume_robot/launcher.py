@@ -9,6 +9,7 @@ from PyPI wheels (which lack ``ros2 launch``). Each node runs as
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,20 @@ def lower_priority(increment: int) -> Callable[[], None] | None:
     return lower
 
 
+_NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` without leading/trailing ``/``; a one-line ``ValueError`` unless ROS 2 accepts it
+    (``/``-separated names of letters, digits and ``_``, not starting with a digit; empty: none)."""
+    stripped = namespace.strip("/")
+    if stripped and not _NAMESPACE.fullmatch(stripped):
+        raise ValueError(
+            f"bad namespace {namespace!r}: use names of letters, digits and _ separated by /, e.g. robot1"
+        )
+    return stripped
+
+
 def _param_arg(key: str, value: Any) -> str:
     if isinstance(value, bool):
         value = str(value).lower()
@@ -125,7 +140,7 @@ class Launcher:
         params_name, nodes = ROBOTS[robot]
         self.params_file = config_dir() / params_name
         self.nodes = (*nodes, *extra_nodes)
-        self.namespace = namespace.strip("/")
+        self.namespace = check_namespace(namespace)
         self.overrides = overrides or {}
         self.log_dir = Path(log_dir) if log_dir else None
         self.env = ros_environment(env)

@@ -29,6 +29,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         print(f"robofume: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # stopped while still starting (the launcher stops all when one fails)
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
