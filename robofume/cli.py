@@ -257,7 +257,7 @@ def _cmd_session(args: argparse.Namespace) -> int:
         try:
             cfg.online.home = [float(v) for v in args.home.split(",")]
         except ValueError:
-            raise SystemExit(f"error: --home must be X,Y,Z or X,Y,Z,YAW numbers, got {args.home!r}") from None
+            raise ValueError(f"--home must be X,Y,Z or X,Y,Z,YAW numbers, got {args.home!r}") from None
     cfg.device = args.device or cfg.device
     if args.duration is not None:
         cfg.online.duration_s = 60.0 * args.duration
@@ -275,7 +275,7 @@ def _cmd_session(args: argparse.Namespace) -> int:
         cfg.reward = args.reward.replace("-", "_")
     if args.allow_weak_classifier:
         cfg.classifier.allow_weak = True
-    cfg.validate()
+    cfg.validate().check_robot_side()
     if args.prepare_only:
         metrics = prepare(cfg)
         print(json.dumps({"out": cfg.out, "classifier": metrics}, default=str))

@@ -138,6 +138,23 @@ class SessionConfig:
     pretrain: PretrainStage = field(default_factory=PretrainStage)
     online: OnlineStage = field(default_factory=OnlineStage)
 
+    def check_robot_side(self) -> SessionConfig:
+        """Check the limits file and the namespace (:class:`SessionConfigError`, one line); the CLI
+        calls it before the long preparation stages, not only when the nodes start. Returns self."""
+        from robofume_robot.launcher import check_namespace
+        from robofume_robot.safety_gate import SafetyConfigError, load_limits
+
+        try:
+            check_namespace(self.namespace)
+        except ValueError as exc:
+            raise SessionConfigError(str(exc)) from None
+        if self.limits_file:
+            try:
+                load_limits(self.limits_file)
+            except SafetyConfigError as exc:
+                raise SessionConfigError(str(exc)) from None
+        return self
+
     def validate(self) -> SessionConfig:
         """Raise :class:`SessionConfigError` with one line for an invalid value; return self."""
         if self.robot not in ROBOT_FLAVOURS:

@@ -224,3 +224,26 @@ def test_bench_reward_node_that_fails_to_start_is_a_one_line_error(monkeypatch, 
     assert main(["bench", "reward-node", "--seconds", "1", "--json"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "robofume: error: reward node exited (2); see /tmp/x/reward_node.log"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--namespace", "robot 1"], "bad namespace"),
+        (["--limits-file", "MISSING"], "cannot read file"),
+        (["--limits-file", "LIST"], "expected a mapping"),
+        (["--home", "a,b,c"], "--home must be"),
+    ],
+)
+def test_session_checks_robot_side_settings_before_the_long_preparation(
+    tmp_path, capsys, extra: list[str], message: str
+) -> None:
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    extra = [
+        {"MISSING": str(tmp_path / "nope.yaml"), "LIST": str(tmp_path / "list.yaml")}.get(a, a) for a in extra
+    ]
+    out = tmp_path / "session"
+    code = main(["session", "--out", str(out), "--prepare-only", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("robofume: error:") and message in err and "\n" not in err
+    assert not out.exists()  # refused before any stage ran
