@@ -55,6 +55,7 @@ that split the methods between processes (one per core).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -190,6 +191,10 @@ class LearningBenchConfig:
     mean action, except in an attempt whose previous attempt of the same task failed (timed out):
     in a reset-free scene the mean action repeats the same failure, sampled actions break grasps
     that the mean action would make."""
+    acting_average_tau: float = 0.0
+    """> 0: the stream acts and the evaluation judges with a Polyak average of the policy (encoder,
+    actor), updated toward the trained one by this fraction after every env step; 0: the trained
+    policy itself. A probe of whether averaging steadies the held-out success (docs/benchmarks.md)."""
     stream: str = "reset_free"
     """Training stream (``STREAMS``): ``reset_free``, the method; ``episodic``, a diagnostic upper
     bound in which every episode starts from a fresh scene (tasks still alternate; the result's
@@ -214,6 +219,8 @@ class LearningBenchConfig:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
+        if not 0.0 <= self.acting_average_tau <= 1.0:
+            raise ValueError(f"acting_average_tau must be in [0, 1], got {self.acting_average_tau}")
         if self.stream not in STREAMS:
             raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {self.stream!r}")
         if self.explore_when not in EXPLORE_WHEN:
@@ -525,6 +532,13 @@ def _online(
     torch.manual_seed(cfg.seed + 1)  # exploration noise independent of method order and shared pre-training
     if learner is not None:
         learner.rng = np.random.default_rng([cfg.seed, 1])
+    trained = nets
+    averaged: list[torch.Tensor] = []
+    sources: list[torch.Tensor] = []
+    if cfg.acting_average_tau > 0 and learner is not None:  # act and evaluate with a Polyak average
+        nets = copy.deepcopy(trained)
+        averaged = [*nets.encoder.parameters(), *nets.actor.parameters()]
+        sources = [*trained.encoder.parameters(), *trained.actor.parameters()]
     env = make_env(cfg, "train")
     scene_resets = count_scene_resets(env)
     times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
@@ -582,6 +596,9 @@ def _online(
                 for _ in range(learner.update_budget()):
                     learner.update("online")
                     updates += 1
+                if averaged:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(averaged, [p.detach() for p in sources], cfg.acting_average_tau)
                 times["update"] += time.perf_counter() - t3
             episode_steps += 1
             if terminated or truncated:

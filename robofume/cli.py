@@ -89,7 +89,9 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
     info = dataset_info(args.path)
     print(json.dumps(info, indent=2))
-    return 0 if not info["corrupt"] else 1
+    if not info["episodes"] and not info["corrupt"]:
+        print(f"robofume: error: no episode files under {args.path}", file=sys.stderr)
+    return 0 if info["episodes"] and not info["corrupt"] else 1
 
 
 LEARNING_BENCH_OUT = "outputs/bench_learning"

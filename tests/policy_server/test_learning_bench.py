@@ -279,3 +279,15 @@ def test_episodic_stream_is_a_labelled_diagnostic_that_resets_every_episode_at_t
     assert [o["task"] for o in resets] == [("forward", "backward")[i % 2] for i in range(len(resets))]
     with pytest.raises(ValueError, match="stream"):
         LearningBenchConfig.quick(stream="sometimes")
+
+
+def test_acting_with_a_full_step_average_is_acting_with_the_trained_policy(tmp_path) -> None:
+    """tau = 1 copies the trained weights into the acting copy after every step: the same run as
+    without averaging, so the plumbing (acting and evaluation use the copy) changes nothing else."""
+    base = LearningBenchConfig.quick(methods=("calql_finetune",), online_steps=24, eval_every=12)
+    plain = run_learning_bench(base, str(tmp_path / "plain"), progress=False)["methods"]["calql_finetune"]
+    full = dataclasses.replace(base, acting_average_tau=1.0)
+    same = run_learning_bench(full, str(tmp_path / "avg"), progress=False)["methods"]["calql_finetune"]
+    assert same["curve"] == plain["curve"] and same["train_episodes"] == plain["train_episodes"]
+    with pytest.raises(ValueError, match="acting_average_tau"):
+        LearningBenchConfig.quick(acting_average_tau=1.5)

@@ -111,6 +111,13 @@ def test_data_info_reports_corrupt_files_without_touching_them(tmp_path, capsys)
     assert bad.read_bytes() == b"garbage"
 
 
+def test_data_info_of_a_folder_without_episodes_fails_with_one_line(tmp_path, capsys) -> None:
+    code = main(["data", "info", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1 and json.loads(captured.out)["episodes"] == 0
+    assert captured.err.strip() == f"robofume: error: no episode files under {tmp_path}"
+
+
 def test_bench_sim_prints_json(capsys) -> None:
     assert main(["bench", "sim", "--json", "--steps", "10", "--image-size", "64"]) == 0
     result = json.loads(capsys.readouterr().out)
