@@ -197,10 +197,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from policy_server.learner import Learner, write_resolved_config
     from policy_server.replay_buffer import BufferSpec, ReplayBuffer
     from robofume.data.episode_format import list_episodes, load_episode
+    from robofume.devices import resolve_device
 
     for flag, value in (("--steps", args.steps), ("--bc-steps", args.bc_steps)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} must be >= 0, got {value}")
+    resolve_device(args.device)  # a bad --device fails now, not after the episodes are loaded
     files = list_episodes(args.data)
     if not files:
         raise ValueError(f"no episode files under {args.data}; make them with: robofume data generate")

@@ -254,3 +254,11 @@ def test_session_checks_robot_side_settings_before_the_long_preparation(
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("robofume: error:") and message in err and "\n" not in err
     assert not out.exists()  # refused before any stage ran
+
+
+def test_pretrain_refuses_a_bad_device_before_touching_the_run_folder(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    code = main(["pretrain", "--data", str(tmp_path), "--run", str(run), "--device", "tpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "device 'tpu'" in err and "\n" not in err
+    assert not run.exists()
