@@ -750,7 +750,9 @@ def plot_learning(result: dict[str, Any], path: str) -> None:
                 lw=2.4 if name == MAIN_METHOD else 1.5)  # fmt: skip
     ax.axhline(0.8, ls="--", lw=1, color="gray", label="target 0.8")
     cfg = result["config"]
-    ax.set_xlabel("online env steps (reset-free)")
+    episodic = cfg.get("stream", "reset_free") == "episodic"
+    ax.set_xlabel("online env steps (episodic: scene reset every episode, a diagnostic)" if episodic
+                  else "online env steps (reset-free)")  # fmt: skip
     where = "training layout" if cfg.get("eval_layout", "new") == "train" else "new layouts"
     ax.set_ylabel(f"forward success, {cfg['eval_episodes']} held-out scenes ({where})")
     ax.set_ylim(-0.03, 1.03)
