@@ -181,6 +181,18 @@ class ClassifierTrainConfig:
             raise ClassifierConfigError(f"bad classifier config: {exc}") from None
 
 
+def check_classifier_folder(out: str | os.PathLike[str]) -> None:
+    """Refuse an output folder that holds a policy run (``robofume pretrain``: ``weights/``,
+    ``buffer/`` or ``checkpoints/``, and its ``config.json``, which training would write over)."""
+    run_parts = [
+        name for name in ("weights", "buffer", "checkpoints") if os.path.isdir(os.path.join(out, name))
+    ]
+    if run_parts:
+        raise ClassifierConfigError(
+            f"{out} holds a policy run ({', '.join(run_parts)}/); choose another --out for the classifier"
+        )
+
+
 def load_train_config(path: str | os.PathLike[str]) -> ClassifierTrainConfig:
     """A training config from a JSON file (e.g. a previous run's ``config.json``)."""
     try:
@@ -542,6 +554,7 @@ def train_classifier(
     """
     t0 = time.monotonic()
     out = ensure_writable_dir(cfg.out, "classifier output folder")
+    check_classifier_folder(out)
     write_json_atomic(os.path.join(out, "config.json"), cfg.to_dict())
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)

@@ -183,3 +183,15 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         ClassifierTrainConfig(data=["d"], out="o", holdout_fraction=1.0)
     with pytest.raises(ClassifierConfigError, match="does not exist"):
         build_dataset(ClassifierTrainConfig(data=[str(tmp_path / "missing")], out="o"))
+
+
+def test_training_refuses_a_policy_run_folder_and_leaves_it_alone(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    (run / "config.json").write_text('{"recipe": "calql"}')
+    cfg = ClassifierTrainConfig(data=[str(setup["data"])], out=str(run), backbone=setup["backbone"], epochs=1)
+    with pytest.raises(ClassifierConfigError, match=r"holds a policy run \(weights/\)"):
+        train_classifier(cfg)
+    assert (run / "config.json").read_text() == '{"recipe": "calql"}'
