@@ -37,6 +37,7 @@ from policy_server.feature_cache import FeatureCache
 from policy_server.networks import AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import Batch, ReplayBuffer
 from policy_server.weights import WeightFileError, WeightStore, load_into
+from robofume.config_types import scalar_type_error
 from robofume.devices import resolve_device
 
 RECIPES: tuple[str, ...] = ("calql", "wsrl", "rlpd")
@@ -122,6 +123,10 @@ def config_from_dict(data: dict[str, Any]) -> LearnerConfig:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown {where} config key(s): {', '.join(unknown)}")
+        for key, value in values.items():
+            error = scalar_type_error(known[key], value, f"{where} config: ")
+            if error:
+                raise ValueError(error)
         kwargs = dict(values)
         for name, sub in (("network", NetworkConfig), ("agent", AgentConfig)):
             if name in kwargs and cls is LearnerConfig:

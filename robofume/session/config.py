@@ -11,6 +11,7 @@ from typing import Any
 
 from reward_vlm.reward_core import REWARD_SOURCES
 from robofume.atomic_io import write_json_atomic
+from robofume.config_types import scalar_type_error
 
 ROBOT_FLAVOURS: tuple[str, ...] = ("mock", "real")
 
@@ -259,26 +260,6 @@ def config_to_dict(cfg: SessionConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "None": (type(None),),
-}
-
-
-def _check_type(f: dataclasses.Field[Any], value: Any, where: str) -> None:
-    """Raise :class:`SessionConfigError` when ``value`` does not fit a scalar field's annotation
-    (``int``, ``float``, ``str``, ``bool``, or one of these ``| None``); other fields are not checked."""
-    parts = [p.strip() for p in str(f.type).split("|")]
-    if not all(p in _SCALAR_TYPES for p in parts):
-        return
-    allowed = tuple(t for p in parts for t in _SCALAR_TYPES[p])
-    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-        raise SessionConfigError(f"{where}{f.name} must be {f.type}, got {value!r}")
-
-
 def _build(cls: type, payload: dict[str, Any], where: str) -> Any:
     if not isinstance(payload, dict):
         raise SessionConfigError(f"{where or 'session config'} must be an object")
@@ -288,7 +269,9 @@ def _build(cls: type, payload: dict[str, Any], where: str) -> Any:
         raise SessionConfigError(f"unknown key(s) {unknown} in {where or 'session config'}")
     kwargs = {}
     for key, value in payload.items():
-        _check_type(names[key], value, f"{where}." if where else "")
+        error = scalar_type_error(names[key], value, f"{where}." if where else "")
+        if error:
+            raise SessionConfigError(error)
         sub = {"data_stage": DataStage, "classifier": ClassifierStage, "pretrain": PretrainStage}
         sub["online"] = OnlineStage
         kwargs[key] = (

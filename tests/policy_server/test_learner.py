@@ -238,8 +238,12 @@ def test_config_of_the_wrong_shape_or_type_is_a_value_error(tmp_path) -> None:
         config_from_dict([1, 2])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="network config must be a JSON object"):
         config_from_dict({"network": 5})
-    with pytest.raises(ValueError, match="wrong type"):
+    with pytest.raises(ValueError, match="learner config: batch_size must be int, got '64'"):
         config_from_dict({"batch_size": "64"})
+    with pytest.raises(ValueError, match="learner config: seed must be int"):
+        config_from_dict({"seed": "x"})  # a field nothing else validates
+    with pytest.raises(ValueError, match="agent config: tau must be float"):
+        config_from_dict({"agent": {"tau": "small"}})
     path = tmp_path / "config.json"
     path.write_text("not json {")
     with pytest.raises(ValueError, match="not a JSON learner config") as err:
