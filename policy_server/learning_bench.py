@@ -538,7 +538,7 @@ def _online(
     if cfg.acting_average_tau > 0 and learner is not None:  # act and evaluate with a Polyak average
         nets = copy.deepcopy(trained)
         averaged = [*nets.encoder.parameters(), *nets.actor.parameters()]
-        sources = [*trained.encoder.parameters(), *trained.actor.parameters()]
+        sources = [p.detach() for p in (*trained.encoder.parameters(), *trained.actor.parameters())]
     env = make_env(cfg, "train")
     scene_resets = count_scene_resets(env)
     times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
@@ -598,7 +598,7 @@ def _online(
                     updates += 1
                 if averaged:
                     with torch.no_grad():
-                        torch._foreach_lerp_(averaged, [p.detach() for p in sources], cfg.acting_average_tau)
+                        torch._foreach_lerp_(averaged, sources, cfg.acting_average_tau)
                 times["update"] += time.perf_counter() - t3
             episode_steps += 1
             if terminated or truncated:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -323,16 +324,22 @@ def mock_env_settings() -> dict[str, float]:
     }
 
 
+def _read_manifest(out: str) -> dict[str, Any] | None:
+    """``out``'s manifest, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        with open(os.path.join(out, "dataset.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def read_env_settings(out: str) -> dict[str, float] | None:
     """The mock arm settings in ``out``'s manifest; None without a readable manifest. Manifests from
     before they were recorded rendered the original meshes (``visual_max_faces`` 0) and drew objects
     within ``LEGACY_OBJECT_SPREAD`` of each centre."""
-    try:
-        with open(os.path.join(out, "dataset.json"), encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(manifest, dict):
+    manifest = _read_manifest(out)
+    if manifest is None:
         return None
     camera = manifest.get("mock_camera", {"visual_max_faces": 0})
     legacy = {"start_spread": LEGACY_OBJECT_SPREAD, "target_spread": LEGACY_OBJECT_SPREAD}
@@ -353,11 +360,7 @@ EPISODE_SETTINGS: tuple[str, ...] = (
 def changed_settings(out: str, cfg: GenerateConfig) -> dict[str, object]:
     """Episode settings in ``out``'s manifest that differ from ``cfg``, with their recorded values;
     empty without a readable manifest."""
-    try:
-        with open(os.path.join(out, "dataset.json"), encoding="utf-8") as f:
-            made = json.load(f).get("settings", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
+    made = (_read_manifest(out) or {}).get("settings", {})
     if not isinstance(made, dict):
         return {}
     return {k: made[k] for k in EPISODE_SETTINGS if k in made and made[k] != getattr(cfg, k)}
