@@ -291,3 +291,29 @@ def test_acting_with_a_full_step_average_is_acting_with_the_trained_policy(tmp_p
     assert same["curve"] == plain["curve"] and same["train_episodes"] == plain["train_episodes"]
     with pytest.raises(ValueError, match="acting_average_tau"):
         LearningBenchConfig.quick(acting_average_tau=1.5)
+
+
+def test_a_small_average_acts_near_the_pre_trained_policy_while_the_learner_moves_on(
+    tmp_path, monkeypatch
+) -> None:
+    """With a tiny tau the acting copy barely leaves the pre-trained weights, although the learner's
+    own weights (published at the end) do: acting and evaluation use the average, training does not."""
+    from policy_server.weights import WeightStore
+
+    acting: list[AgentNetworks] = []
+    act = lb.policy_action
+
+    def spy(nets, obs, device, deterministic, std_scale=1.0):
+        acting.append(nets)
+        return act(nets, obs, device, deterministic, std_scale)
+
+    monkeypatch.setattr(lb, "policy_action", spy)
+    cfg = LearningBenchConfig.quick(methods=("calql_finetune",), online_steps=40, acting_average_tau=1e-6)
+    m = run_learning_bench(cfg, str(tmp_path), progress=False)["methods"]["calql_finetune"]
+    pre, _ = WeightStore(m["run_dir"] + "/milestones").load(1)
+    trained, _ = WeightStore(m["run_dir"] + "/weights").load()
+    copy = acting[-1].actor.state_dict()
+    keys = [k for k in copy if torch.is_floating_point(copy[k])]
+    moved = max(float((trained[f"actor.{k}"] - pre[f"actor.{k}"]).abs().max()) for k in keys)
+    drift = max(float((copy[k] - pre[f"actor.{k}"]).abs().max()) for k in keys)
+    assert moved > 1e-4 and drift < 1e-3 * moved
