@@ -9,8 +9,9 @@ One update step on a batch (from ``policy_server.replay_buffer``):
   term are floored by the Monte-Carlo return of the data (``calql_lower_bound``), so the learned
   Q stays calibrated (never pushed below the return the data actually achieved) and online
   fine-tuning does not start with a collapse.
-* actor: SAC's ``alpha * log pi - Q`` plus a BC term scaled to the RL loss (TD3+BC style: the MSE to
-  the data action times the mean |Q|), so ``bc_weight`` means the same at any reward scale.
+* actor: SAC's ``alpha * log pi - Q`` (times ``actor_q_weight``) plus a BC term scaled to the RL loss
+  (TD3+BC style: the MSE to the data action times the mean |Q|), so ``bc_weight`` means the same at
+  any reward scale.
 * temperature: SAC's automatic entropy tuning toward ``-action_dim``.
 
 A batch may carry ``features``/``next_features`` instead of frames: the encoder is then frozen
@@ -57,6 +58,10 @@ class AgentConfig:
     updates (docs/benchmarks.md). BC imitates transitions of successful episodes only (Monte-Carlo
     return > 0), never prior data (``imitation_returns``): the demos, and online the policy's own
     successes."""
+    actor_q_weight: float = 1.0
+    """Weight of the actor's RL loss (SAC's ``alpha * log pi - Q``); 0: the actor only imitates
+    (the BC term), as in the learning bench's ``bc_finetune`` control, which isolates what the RL
+    term adds."""
     encoder_bc_weight: float = 0.0
     """Updates from frames: weight of an auxiliary BC loss (MSE of the actor's mean action to the
     data action, successful episodes only) whose gradient trains the encoder beside the critic's.
@@ -79,8 +84,10 @@ class AgentConfig:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        if self.cql_alpha < 0 or self.bc_weight < 0 or self.encoder_bc_weight < 0:
-            raise ValueError("cql_alpha, bc_weight and encoder_bc_weight must be >= 0")
+        if min(self.cql_alpha, self.bc_weight, self.encoder_bc_weight, self.actor_q_weight) < 0:
+            raise ValueError("cql_alpha, bc_weight, encoder_bc_weight and actor_q_weight must be >= 0")
+        if self.actor_q_weight == 0 and self.bc_weight == 0:
+            raise ValueError("the actor needs a loss: actor_q_weight and bc_weight cannot both be 0")
         if not 0.0 < self.bc_std <= 1.0:
             raise ValueError(f"bc_std must be in (0, 1], got {self.bc_std}")
         if self.aug_pad < 0:
@@ -254,11 +261,13 @@ class Agent:
         cfg, nets = self.cfg, self.nets
         action, log_prob = nets.actor(actor_state)
         q_pi_actor = nets.critic(actor_state, action).mean(dim=0)
-        actor_loss = (alpha * log_prob - q_pi_actor).mean()
+        actor_loss = cfg.actor_q_weight * (alpha * log_prob - q_pi_actor).mean()
         if cfg.bc_weight > 0:
             mean_action, _ = nets.actor(actor_state, deterministic=True)
             bc = success_weighted_mse(mean_action, data_actions.float(), mc_returns)
-            actor_loss = actor_loss + cfg.bc_weight * q_pi_actor.abs().mean().detach().clamp(min=1.0) * bc
+            # scaled to the RL loss; with no RL loss (actor_q_weight 0) plain BC
+            scale = q_pi_actor.abs().mean().detach().clamp(min=1.0) if cfg.actor_q_weight > 0 else 1.0
+            actor_loss = actor_loss + cfg.bc_weight * scale * bc
             stats["losses/bc"] = bc.detach()
         # Gradients of the actor only: the pass through the critic computes no critic weight gradients
         # (backward() would, and the next critic step would discard them).

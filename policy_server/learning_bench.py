@@ -14,6 +14,10 @@ processes (1: in-process). :func:`run_learning_bench`:
      data: prior, demos, failures), then online fine-tuning with ``recipe``
      (``calql``/``wsrl``/``rlpd``); online, the pre-trained encoder stays frozen unless
      ``freeze_encoder_online=False`` (learner setting);
+   * ``bc_finetune``: the control that isolates RL: everything as ``calql_finetune`` (the same
+     pre-trained weights, data, stream, updates and published average), but the actor's loss is
+     its BC term alone (``actor_q_weight=0``: filtered BC of the demos and the stream's successes),
+     so the critic never moves the policy; the gap between the two is what the RL term adds;
    * ``pretrained_only``: the same pre-trained policy (pre-trained once per benchmark and copied, so
      both start from identical weights), no online updates; it still acts for the same env steps
      and fills its buffer;
@@ -55,7 +59,6 @@ that split the methods between processes (one per core).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -82,11 +85,14 @@ from robofume.data.generate import KINDS, EpisodeJob, GenerateConfig, generate_d
 from robofume.sim.mock_arm_env import ACTION_NAMES, PROPRIO_NAMES, MockArmConfig, MockArmEnv
 from robofume.sim.tasks import other_task
 
-METHODS: tuple[str, ...] = ("calql_finetune", "pretrained_only", "bc_only", "sac_scratch")
+METHODS: tuple[str, ...] = ("calql_finetune", "bc_finetune", "pretrained_only", "bc_only", "sac_scratch")
 """Benchmarked methods; ``calql_finetune`` is the main one, the others are baselines."""
+FINETUNED_METHODS: tuple[str, ...] = ("calql_finetune", "bc_finetune")
+"""Methods that start from the shared Cal-QL pre-training and update online."""
 MAIN_METHOD = "calql_finetune"
 OFFLINE_KINDS: dict[str, tuple[str, ...]] = {
     "calql_finetune": KINDS,
+    "bc_finetune": KINDS,
     "pretrained_only": KINDS,
     "bc_only": ("demos",),
     "sac_scratch": (),
@@ -191,10 +197,11 @@ class LearningBenchConfig:
     mean action, except in an attempt whose previous attempt of the same task failed (timed out):
     in a reset-free scene the mean action repeats the same failure, sampled actions break grasps
     that the mean action would make."""
-    acting_average_tau: float = 0.0
-    """> 0: the stream acts and the evaluation judges with a Polyak average of the policy (encoder,
-    actor), updated toward the trained one by this fraction after every env step; 0: the trained
-    policy itself. A probe of whether averaging steadies the held-out success (docs/benchmarks.md)."""
+    acting_average_tau: float = 0.001
+    """The learner's ``policy_average_tau``: > 0, the stream acts and the evaluation judges with the
+    Polyak average of the policy (encoder, actor) that the learner publishes, moved toward the
+    trained one by this fraction after every online update that trains the actor (here once per env
+    step); 0: the trained policy itself. Runs recorded before 2026-12-01 used 0 (the default then)."""
     stream: str = "reset_free"
     """Training stream (``STREAMS``): ``reset_free``, the method; ``episodic``, a diagnostic upper
     bound in which every episode starts from a fresh scene (tasks still alternate; the result's
@@ -250,10 +257,16 @@ class LearningBenchConfig:
         if "bc_only" in self.methods and (self.demos_per_task < 1 or self.bc_warmup_steps < 1):
             raise ValueError("bc_only needs demos and BC updates: demos_per_task and bc_warmup_steps >= 1")
         offline = self.demos_per_task + self.failures_per_task + self.prior
-        if {"calql_finetune", "pretrained_only"} & set(self.methods) and offline < 1:
-            raise ValueError("calql_finetune and pretrained_only need offline data (demos/failures/prior)")
+        if {*FINETUNED_METHODS, "pretrained_only"} & set(self.methods) and offline < 1:
+            raise ValueError(
+                "calql_finetune, bc_finetune and pretrained_only need offline data (demos/failures/prior)"
+            )
         warmup = self.wsrl_warmup_transitions
-        if self.recipe == "wsrl" and MAIN_METHOD in self.methods and warmup >= self.online_steps:
+        if (
+            self.recipe == "wsrl"
+            and set(FINETUNED_METHODS) & set(self.methods)
+            and warmup >= self.online_steps
+        ):
             raise ValueError(f"wsrl warm-up ({warmup}) must be below online_steps ({self.online_steps})")
 
     # ------------------------------------------------------------ presets
@@ -317,6 +330,8 @@ class LearningBenchConfig:
             entropy_per_action_dim=self.entropy_per_action_dim,
         )  # fmt: skip
         recipe, freeze = self.recipe, self.freeze_encoder_online
+        if method == "bc_finetune":  # the actor imitates only: no RL term
+            agent = replace(agent, actor_q_weight=0.0, bc_weight=max(agent.bc_weight, 1.0))
         if method == "sac_scratch":
             # plain SAC, with SAC's own entropy target (-1 per dimension)
             agent = replace(
@@ -328,7 +343,8 @@ class LearningBenchConfig:
             pretrain_steps=self.pretrain_steps, bc_warmup_steps=self.bc_warmup_steps,
             wsrl_warmup_transitions=self.wsrl_warmup_transitions,
             online_critic_warmup_updates=0 if method == "sac_scratch" else self.online_critic_warmup_updates,
-            publish_every=_NEVER, checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
+            policy_average_tau=self.acting_average_tau, publish_every=_NEVER,
+            checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
             network=self.network_config(), agent=agent,
         )  # fmt: skip
 
@@ -532,13 +548,6 @@ def _online(
     torch.manual_seed(cfg.seed + 1)  # exploration noise independent of method order and shared pre-training
     if learner is not None:
         learner.rng = np.random.default_rng([cfg.seed, 1])
-    trained = nets
-    averaged: list[torch.Tensor] = []
-    sources: list[torch.Tensor] = []
-    if cfg.acting_average_tau > 0 and learner is not None:  # act and evaluate with a Polyak average
-        nets = copy.deepcopy(trained)
-        averaged = [*nets.encoder.parameters(), *nets.actor.parameters()]
-        sources = [p.detach() for p in (*trained.encoder.parameters(), *trained.actor.parameters())]
     env = make_env(cfg, "train")
     scene_resets = count_scene_resets(env)
     times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
@@ -584,6 +593,8 @@ def _online(
         for step in range(1, cfg.online_steps + 1):
             t = time.perf_counter()
             scale = cfg.explore_std_scale if explore else 0.0
+            if learner is not None:  # the published policy: the learner's Polyak average once online
+                nets = learner.policy_networks()
             action = policy_action(nets, obs, device, deterministic=False, std_scale=scale)
             t2 = time.perf_counter()
             obs, _r, terminated, truncated, info = env.step(action)
@@ -596,9 +607,7 @@ def _online(
                 for _ in range(learner.update_budget()):
                     learner.update("online")
                     updates += 1
-                if averaged:
-                    with torch.no_grad():
-                        torch._foreach_lerp_(averaged, sources, cfg.acting_average_tau)
+                nets = learner.policy_networks()  # what the next evaluation judges
                 times["update"] += time.perf_counter() - t3
             episode_steps += 1
             if terminated or truncated:
@@ -687,7 +696,7 @@ def run_method(
             if method != "sac_scratch":
                 pretrain_s, shared_from = _pretrain_shared(learner, cfg, method, shared, progress)
             nets = learner.nets
-        updating = learner if method in ("calql_finetune", "sac_scratch") else None
+        updating = learner if method in (*FINETUNED_METHODS, "sac_scratch") else None
         online = _online(cfg, method, nets, updating, buffer, eval_env, device, shared, progress)
         if learner is not None and updating is not None:
             learner.publish()
@@ -720,7 +729,9 @@ def run_method(
 # ---------------------------------------------------------------------- results
 def learning_targets(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Targets of the main method: final success >= 0.8, >= 30 points above its pre-trained level, and
-    <= 60 minutes of training (pre-training + online steps and updates; evaluation and data excluded)."""
+    <= 60 minutes of training (pre-training + online steps and updates; evaluation and data excluded).
+    ``gain_over_bc_finetune`` (when that control ran): the main method's final success minus the
+    imitation-only control's, i.e. what the RL term added."""
     main = methods.get(MAIN_METHOD)
     if main is None:
         return {"method": MAIN_METHOD, "final_ge_0.8": None, "gain_ge_30pts": None, "minutes_le_60": None,
@@ -732,7 +743,9 @@ def learning_targets(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"method": MAIN_METHOD, **checks, "pass": all(checks.values()), "final": main["final"],
             "gain": gain, "train_minutes": minutes, "eval_layout": main.get("eval_layout", "new"),
             "final_other": main.get("final_other"),
-            "pre_trained_level_other": main.get("pre_trained_level_other")}  # fmt: skip
+            "pre_trained_level_other": main.get("pre_trained_level_other"),
+            "gain_over_bc_finetune": main["final"] - methods["bc_finetune"]["final"]
+            if "bc_finetune" in methods else None}  # fmt: skip
 
 
 def plot_learning(result: dict[str, Any], path: str) -> None:
@@ -841,8 +854,9 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
     """Combine the ``learning.json`` of runs that split the methods between processes into
     ``out_dir/learning.json`` + ``learning.png``. Settings must agree, except that a run of methods
     that load no offline data (``sac_scratch``) may differ in the data settings, and a run without
-    ``calql_finetune`` and ``pretrained_only`` in the Cal-QL settings. Returns the merged result,
-    whose config is that of the main method's run (else of the first run that loads offline data)."""
+    ``calql_finetune``, ``bc_finetune`` and ``pretrained_only`` in the Cal-QL settings. Returns the
+    merged result, whose config is that of the main method's run (else of the first run that loads
+    offline data)."""
     results = []
     for path in paths:
         file = path if path.endswith(".json") else os.path.join(path, "learning.json")
@@ -855,7 +869,7 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
     def uses(res: dict[str, Any]) -> tuple[bool, bool]:
         """(loads offline data, uses the Cal-QL settings)"""
         methods = res["config"]["methods"]
-        calql = bool({MAIN_METHOD, "pretrained_only"} & set(methods))
+        calql = bool({*FINETUNED_METHODS, "pretrained_only"} & set(methods))
         return any(OFFLINE_KINDS.get(m) for m in methods), calql
 
     runs = [(path, res, uses(res)) for path, res in zip(paths, results, strict=True)]

@@ -80,6 +80,30 @@ def test_update_is_finite_and_reports_metrics() -> None:
         assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
 
 
+def test_an_imitation_only_actor_ignores_the_critic() -> None:
+    """actor_q_weight = 0 (the bench's bc_finetune control): the actor's step is the same whatever the
+    critic says; with the RL loss on, it is not."""
+    batch = _bandit_batch(32)
+
+    def actor_after_update(q_weight: float, critic_scale: float) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        nets = AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32))
+        with torch.no_grad():
+            for p in nets.critic.parameters():
+                p.mul_(critic_scale)
+        agent = Agent(nets, AgentConfig(cql_alpha=0.0, bc_weight=1.0, actor_q_weight=q_weight))
+        torch.manual_seed(1)
+        agent.update(batch)
+        return [p.detach().clone() for p in nets.actor.parameters()]
+
+    for a, b in zip(actor_after_update(0.0, 1.0), actor_after_update(0.0, 3.0), strict=True):
+        torch.testing.assert_close(a, b)
+    rl = zip(actor_after_update(1.0, 1.0), actor_after_update(1.0, 3.0), strict=True)
+    assert any(not torch.allclose(a, b) for a, b in rl)
+    with pytest.raises(ValueError, match="needs a loss"):
+        AgentConfig(actor_q_weight=0.0, bc_weight=0.0)
+
+
 @pytest.mark.parametrize("cql_alpha", [0.0, 1.0])
 def test_learns_task_conditioned_bandit_from_offline_data(cql_alpha: float) -> None:
     torch.manual_seed(0)

@@ -249,3 +249,56 @@ def test_config_of_the_wrong_shape_or_type_is_a_value_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a JSON learner config") as err:
         load_config_file(path)
     assert str(path) in str(err.value)
+
+
+def _actor_params(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith("actor.") and torch.is_floating_point(v)}
+
+
+def test_online_publishes_a_polyak_average_of_the_policy_and_resumes_it(tmp_path, buffer) -> None:
+    """policy_average_tau: pre-training publishes the trained networks; online, encoder and actor are
+    published as an average that starts at the pre-trained policy and moves by tau per actor update
+    (critics as trained); the average is checkpointed and a restarted learner resumes it."""
+    _episode(buffer, 5, "online")
+    cfg = _cfg(recipe="wsrl", wsrl_warmup_transitions=1, utd_ratio=1.0, policy_average_tau=0.25)
+    learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    learner.pretrain(steps=2, progress=False)
+    pre, _ = learner.weights.load()
+    for k, v in learner.nets.state_dict().items():
+        torch.testing.assert_close(pre[k], v)  # not fine-tuning yet: the trained networks
+    pre_actor = {k: v.clone() for k, v in _actor_params(pre).items()}
+    trained_after: list[dict[str, torch.Tensor]] = []
+    for _ in range(3):
+        learner.update("online")
+        trained_after.append({k: v.clone() for k, v in _actor_params(learner.nets.state_dict()).items()})
+    expected = dict(pre_actor)
+    for trained in trained_after:  # avg <- avg + tau * (trained - avg), after every actor update
+        expected = {k: v + 0.25 * (trained[k] - v) for k, v in expected.items()}
+    learner.publish()
+    published, _ = learner.weights.load()
+    for k, v in expected.items():
+        torch.testing.assert_close(published[k], v)
+        assert not torch.allclose(published[k], trained_after[-1][k])
+    for k, v in learner.nets.state_dict().items():
+        if k.startswith("critic."):
+            torch.testing.assert_close(published[k], v)
+    learner.save_checkpoint()
+    again = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    assert again.resumed and again.policy_networks() is again.average
+    for k, v in expected.items():
+        torch.testing.assert_close(again.published_state()[k], v)
+        torch.testing.assert_close(again.nets.state_dict()[k], trained_after[-1][k])
+
+
+def test_no_average_publishes_the_trained_policy(tmp_path, buffer) -> None:
+    _episode(buffer, 5, "online")
+    cfg = _cfg(recipe="wsrl", wsrl_warmup_transitions=1, policy_average_tau=0.0)
+    learner = Learner(cfg, tmp_path / "run", buffer, device="cpu", log=lambda _m: None)
+    learner.update("online")
+    learner.publish()
+    published, _ = learner.weights.load()
+    assert learner.average is None and learner.policy_networks() is learner.nets
+    for k, v in learner.nets.state_dict().items():
+        torch.testing.assert_close(published[k], v)
+    with pytest.raises(ValueError, match="policy_average_tau"):
+        _cfg(policy_average_tau=2.0)

@@ -68,7 +68,18 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
 
     ms: dict[str, Any] = saved["methods"]
     updates = int(cfg.utd_ratio * cfg.online_steps)
-    assert ms["calql_finetune"]["updates"] == ms["sac_scratch"]["updates"] == updates
+    assert (
+        ms["calql_finetune"]["updates"]
+        == ms["bc_finetune"]["updates"]
+        == ms["sac_scratch"]["updates"]
+        == updates
+    )
+    assert ms["bc_finetune"]["pretrain_shared_from"] == "calql_finetune"
+    assert ms["bc_finetune"]["pre_trained_level"] == ms["calql_finetune"]["pre_trained_level"]
+    assert (
+        saved["targets"]["gain_over_bc_finetune"]
+        == ms["calql_finetune"]["final"] - ms["bc_finetune"]["final"]
+    )
     assert ms["pretrained_only"]["updates"] == ms["bc_only"]["updates"] == 0
     # the frozen pre-trained policy is the one calql_finetune starts from, so its curve is flat at that level
     assert ms["pretrained_only"]["pretrain_shared_from"] == "calql_finetune"
@@ -78,7 +89,13 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
     assert ms["sac_scratch"]["buffer"]["offline_transitions"] == 0
     assert ms["bc_only"]["offline_kinds"] == ["demos"]
     offline = {name: m["buffer"]["offline_transitions"] for name, m in ms.items()}
-    assert 0 < offline["bc_only"] < offline["calql_finetune"] == offline["pretrained_only"]
+    assert (
+        0
+        < offline["bc_only"]
+        < offline["calql_finetune"]
+        == offline["pretrained_only"]
+        == offline["bc_finetune"]
+    )
     assert set(saved["targets"]) >= {"final_ge_0.8", "gain_ge_30pts", "minutes_le_60", "pass"}
     assert saved["eval_seeds"] == list(cfg.eval_seeds) and cfg.seed not in cfg.eval_seeds
 
@@ -120,6 +137,10 @@ def test_evaluation_points_and_presets() -> None:
     main = LearningBenchConfig().learner_config(lb.MAIN_METHOD)
     assert sac.agent.cql_alpha == 0.0 and main.agent.cql_alpha > 0 and main.recipe == "calql"
     assert main.freeze_encoder_online and not sac.freeze_encoder_online
+    imitation = LearningBenchConfig().learner_config("bc_finetune")
+    assert imitation.agent.actor_q_weight == 0.0 and main.agent.actor_q_weight == 1.0
+    assert imitation == dataclasses.replace(main, agent=dataclasses.replace(main.agent, actor_q_weight=0.0))
+    assert main.policy_average_tau == LearningBenchConfig().acting_average_tau > 0
 
 
 def test_evaluation_is_deterministic_so_results_of_equal_weights_can_be_reused() -> None:
@@ -284,7 +305,9 @@ def test_episodic_stream_is_a_labelled_diagnostic_that_resets_every_episode_at_t
 def test_acting_with_a_full_step_average_is_acting_with_the_trained_policy(tmp_path) -> None:
     """tau = 1 copies the trained weights into the acting copy after every step: the same run as
     without averaging, so the plumbing (acting and evaluation use the copy) changes nothing else."""
-    base = LearningBenchConfig.quick(methods=("calql_finetune",), online_steps=24, eval_every=12)
+    base = LearningBenchConfig.quick(
+        methods=("calql_finetune",), online_steps=24, eval_every=12, acting_average_tau=0.0
+    )
     plain = run_learning_bench(base, str(tmp_path / "plain"), progress=False)["methods"]["calql_finetune"]
     full = dataclasses.replace(base, acting_average_tau=1.0)
     same = run_learning_bench(full, str(tmp_path / "avg"), progress=False)["methods"]["calql_finetune"]
@@ -297,7 +320,8 @@ def test_a_small_average_acts_near_the_pre_trained_policy_while_the_learner_move
     tmp_path, monkeypatch
 ) -> None:
     """With a tiny tau the acting copy barely leaves the pre-trained weights, although the learner's
-    own weights (published at the end) do: acting and evaluation use the average, training does not."""
+    trained weights (in its checkpoint) do: acting, evaluation and the published weights use the
+    average, training does not."""
     from policy_server.weights import WeightStore
 
     acting: list[AgentNetworks] = []
@@ -311,9 +335,12 @@ def test_a_small_average_acts_near_the_pre_trained_policy_while_the_learner_move
     cfg = LearningBenchConfig.quick(methods=("calql_finetune",), online_steps=40, acting_average_tau=1e-6)
     m = run_learning_bench(cfg, str(tmp_path), progress=False)["methods"]["calql_finetune"]
     pre, _ = WeightStore(m["run_dir"] + "/milestones").load(1)
-    trained, _ = WeightStore(m["run_dir"] + "/weights").load()
+    published, _ = WeightStore(m["run_dir"] + "/weights").load()
+    checkpoint, _ = WeightStore(m["run_dir"] + "/checkpoints").load()
     copy = acting[-1].actor.state_dict()
     keys = [k for k in copy if torch.is_floating_point(copy[k])]
-    moved = max(float((trained[f"actor.{k}"] - pre[f"actor.{k}"]).abs().max()) for k in keys)
+    moved = max(float((checkpoint[f"nets.actor.{k}"] - pre[f"actor.{k}"]).abs().max()) for k in keys)
     drift = max(float((copy[k] - pre[f"actor.{k}"]).abs().max()) for k in keys)
     assert moved > 1e-4 and drift < 1e-3 * moved
+    assert all(torch.equal(published[f"actor.{k}"], copy[k]) for k in keys)
+    assert all(torch.equal(checkpoint[f"avg.actor.{k}"], copy[k]) for k in keys)
