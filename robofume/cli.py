@@ -224,15 +224,25 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_learner(args: argparse.Namespace) -> int:
-    import signal
-
-    from policy_server.learner import Learner, load_config_file
-    from policy_server.replay_buffer import ReplayBuffer
+def _online_learner_config(args: argparse.Namespace) -> LearnerConfig:
+    """The run's ``config.json`` with the ``robofume learner`` flags applied."""
+    from policy_server.learner import load_config_file
 
     cfg = load_config_file(f"{args.run}/config.json")
     if args.recipe:
         cfg = dataclasses.replace(cfg, recipe=args.recipe)
+    if args.policy_average_tau is not None:
+        cfg = dataclasses.replace(cfg, policy_average_tau=args.policy_average_tau)
+    return cfg
+
+
+def _cmd_learner(args: argparse.Namespace) -> int:
+    import signal
+
+    from policy_server.learner import Learner
+    from policy_server.replay_buffer import ReplayBuffer
+
+    cfg = _online_learner_config(args)
     buffer = ReplayBuffer.open(f"{args.run}/buffer", readonly=True)
     learner = Learner(cfg, args.run, buffer, device=args.device)
     stopping = {"now": False}
@@ -478,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     lrn.add_argument("--run", required=True, help="run folder made by `robofume pretrain`")
     lrn.add_argument("--recipe", choices=["calql", "wsrl", "rlpd"], default=None, help="online recipe")
     lrn.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    lrn.add_argument(
+        "--policy-average-tau",
+        type=float,
+        default=None,
+        help="publish a Polyak average of the policy, moved this fraction per actor update "
+        "(default: the run's config, 0.001; 0 publishes the trained policy)",
+    )
     lrn.set_defaults(func=_cmd_learner)
 
     bench = verbs.add_parser(

@@ -101,6 +101,8 @@ def learner_command(cfg: SessionConfig) -> list[str]:
         cfg.online.recipe,
         "--device",
         cfg.device,
+        "--policy-average-tau",
+        str(cfg.online.policy_average_tau),
     ]
 
 

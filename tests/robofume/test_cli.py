@@ -76,6 +76,21 @@ def test_pretrain_image_size_overrides_a_config_file(tmp_path) -> None:
     assert cfg.network.image_size == 96 and cfg.batch_size == 32
 
 
+def test_learner_flags_override_the_run_config(tmp_path) -> None:
+    from policy_server.learner import LearnerConfig, write_resolved_config
+    from robofume.cli import _online_learner_config, build_parser
+
+    write_resolved_config(tmp_path, LearnerConfig(recipe="calql"))
+    base = ["learner", "--run", str(tmp_path)]
+    cfg = _online_learner_config(build_parser().parse_args(base))
+    assert cfg.recipe == "calql" and cfg.policy_average_tau == LearnerConfig().policy_average_tau > 0
+    args = build_parser().parse_args([*base, "--recipe", "wsrl", "--policy-average-tau", "0"])
+    cfg = _online_learner_config(args)
+    assert cfg.recipe == "wsrl" and cfg.policy_average_tau == 0.0
+    with pytest.raises(ValueError, match="policy_average_tau"):
+        _online_learner_config(build_parser().parse_args([*base, "--policy-average-tau", "3"]))
+
+
 def test_console_script_is_installed() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "robofume.cli", "data", "generate", "--help"],

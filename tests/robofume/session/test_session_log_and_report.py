@@ -286,6 +286,17 @@ def test_learner_runs_at_lower_priority() -> None:
         config_from_dict({"online": {"learner_nice": 25}})
 
 
+def test_the_session_passes_its_policy_average_to_the_learner() -> None:
+    from robofume.session.runner import learner_command
+
+    cmd = learner_command(config_from_dict({"online": {"policy_average_tau": 0.0}}))
+    assert cmd[cmd.index("--policy-average-tau") + 1] == "0.0"
+    cmd = learner_command(config_from_dict({}))
+    assert float(cmd[cmd.index("--policy-average-tau") + 1]) == 0.001
+    with pytest.raises(SessionConfigError, match="policy_average_tau"):
+        config_from_dict({"online": {"policy_average_tau": 1.5}})
+
+
 def test_time_held_is_counted_per_phase_up_to_the_end(tmp_path) -> None:
     log = SessionLog(t0=100.0)
     log.on_phase("paused", "waiting for the classifier", 100.0)
