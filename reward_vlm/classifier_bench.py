@@ -254,6 +254,13 @@ class ClassifierBenchConfig:
         if name not in presets:
             raise ClassifierBenchError(f"unknown preset {name!r}; expected one of: {', '.join(presets)}")
         values = {**presets[name], "name": name, **{k: v for k, v in overrides.items() if v is not None}}
+        latency_models = tuple(values.get("latency_models", LATENCY_MODELS))
+        if (
+            values.get("backbone_path")
+            and "latency_models" not in overrides
+            and "backbone_path" not in latency_models
+        ):
+            values["latency_models"] = (*latency_models, "backbone_path")  # time the backbone the user gave
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -211,6 +211,26 @@ def test_bench_classifier_latency_only_times_the_backbones(tmp_path, capsys) -> 
     assert json.loads((tmp_path / "classifier_latency.json").read_text())["latency"] == result["latency"]
 
 
+def test_bench_classifier_latency_only_times_a_given_backbone(tmp_path, capsys) -> None:
+    from reward_vlm.backbones import build_tiny_backbone
+
+    backbone = build_tiny_backbone("open_clip", tmp_path / "mine", image_size=32)
+    argv = [
+        "bench",
+        "classifier",
+        "--preset",
+        "quick",
+        "--latency-only",
+        "--device",
+        "cpu",
+        "--batch-sizes",
+        "1",
+    ]
+    assert main([*argv, "--backbone-path", backbone, "--out", str(tmp_path / "out"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["latency"]
+    assert any(backbone in r["backbone"] and "error" not in r for r in rows), rows
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("name", ["learner", "policy"])
 def test_bench_on_cuda_without_a_gpu_is_a_one_line_error(name: str, capsys) -> None:
