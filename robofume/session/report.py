@@ -141,10 +141,17 @@ def _reward_lines(context: dict[str, Any]) -> list[str]:
     ]
 
 
-def _evaluation_lines(evaluation: list[dict[str, Any]]) -> list[str]:
-    """The report's table of held-out forward and backward success per evaluated policy."""
+def _evaluation_lines(evaluation: list[dict[str, Any]], average_tau: float | None = None) -> list[str]:
+    """The report's table of held-out forward and backward success per evaluated policy
+    (``average_tau``: the learner's ``policy_average_tau``, named when > 0)."""
     if not evaluation:
         return []
+    served = (
+        f" The milestones and the final policy are what the learner published: a Polyak average of the "
+        f"trained policy (`online.policy_average_tau` {average_tau:g})."
+        if average_tau
+        else ""
+    )
     n = evaluation[0]["episodes"]
     rows = []
     for i, p in enumerate(evaluation):
@@ -161,7 +168,7 @@ def _evaluation_lines(evaluation: list[dict[str, Any]]) -> list[str]:
         f"Success on {n} fresh scenes per task at the session's workstation, seeds the data and the "
         "session never used, with the mean action; evaluated after the session. *Forward, edge "
         "starts*: the same scenes with the object 4-5.5 cm from the start square's centre, where a "
-        "backward success can leave it in the reset-free stream but no demo starts.",
+        f"backward success can leave it in the reset-free stream but no demo starts.{served}",
         "",
         "| learner step | policy | forward success | forward, edge starts | backward success |",
         "|---|---|---|---|---|",
@@ -221,7 +228,7 @@ def write_report(
         "",
         "![success](success.png)",
         "",
-        *_evaluation_lines(evaluation or []),
+        *_evaluation_lines(evaluation or [], context.get("policy_average_tau")),
         "## Reward: success events",
         "",
         f"- confirmed success events: {c['success_events']}; precision against ground truth: "

@@ -300,6 +300,7 @@ def run_session(
         "robot": cfg.robot,
         "out": cfg.out,
         "recipe": cfg.online.recipe,
+        "policy_average_tau": cfg.online.policy_average_tau,
         "duration_s": cfg.online.duration_s,
         "restarts": restarts,
         "scheduling": scheduling,

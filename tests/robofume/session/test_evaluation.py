@@ -73,6 +73,13 @@ def test_evaluate_session_pre_trained_milestones_and_final(tmp_path: Path) -> No
     assert "## Held-out evaluation (ground truth)" in text
     assert "| 100 | pre-trained (v1) |" in text and "| 540 | final (v2) |" in text
     assert "| learner step | policy | forward success | forward, edge starts | backward success |" in text
+    assert "Polyak average" not in text  # not said when the context does not say so
+    context = {"robot": "mock", "policy_average_tau": 0.001}
+    write_report(SessionLog(t0=0.0), str(tmp_path / "report"), context, None, points)
+    assert (
+        "Polyak average of the trained policy (`online.policy_average_tau` 0.001)"
+        in (tmp_path / "report" / "report.md").read_text()
+    )
 
 
 def test_real_robot_session_is_not_evaluated(tmp_path: Path) -> None:
