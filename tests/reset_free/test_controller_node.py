@@ -152,6 +152,8 @@ def test_controller_node_homes_the_arm_through_policy_action_before_the_attempt(
                 Parameter("startup_grace_s", value=0.2),
                 Parameter("homing", value=True),
                 Parameter("home_xyz", value=home),
+                # 10 s of ticks: on a loaded CI machine the fake arm's pose lags (40 ticks gave up once)
+                Parameter("homing_max_steps", value=200),
                 Parameter("limits_file", value="safety_limits_mock.yaml"),
             ],
         )
@@ -193,8 +195,8 @@ def test_controller_node_homes_the_arm_through_policy_action_before_the_attempt(
 
         try:
             assert spin_until(executor, lambda: "homing" in phases, 5, pump)
-            assert spin_until(executor, lambda: bool(phases) and phases[-1] == "forward", 10, pump)
-            assert spin_until(executor, lambda: any(e["kind"] == "homed" for e in events), 5, pump)
+            assert spin_until(executor, lambda: bool(phases) and phases[-1] == "forward", 20, pump)
+            assert spin_until(executor, lambda: any(e["kind"] == "homed" for e in events), 15, pump)
             homed = [e for e in events if e["kind"] == "homed"]
             assert homed[0]["outcome"] == "home", homed
             homing = [m for m in seen if m.header.frame_id == "homing"]
