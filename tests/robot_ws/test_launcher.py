@@ -106,4 +106,4 @@ def test_nodes_off_the_control_path_run_at_lower_priority(tmp_path, monkeypatch)
         text=True,
         check=True,
     )
-    assert int(out.stdout) == os.nice(0) + 3
+    assert int(out.stdout) == min(19, os.nice(0) + 3)  # 19 is the floor of priority
