@@ -201,7 +201,8 @@ class LearningBenchConfig:
     """The learner's ``policy_average_tau``: > 0, the stream acts and the evaluation judges with the
     Polyak average of the policy (encoder, actor) that the learner publishes, moved toward the
     trained one by this fraction after every online update that trains the actor (here once per env
-    step); 0: the trained policy itself. Runs recorded before 2026-12-01 used 0 (the default then)."""
+    step); 0: the trained policy itself. Runs recorded before the afternoon of 2026-12-01 used 0 (the
+    default then)."""
     stream: str = "reset_free"
     """Training stream (``STREAMS``): ``reset_free``, the method; ``episodic``, a diagnostic upper
     bound in which every episode starts from a fresh scene (tasks still alternate; the result's
@@ -593,8 +594,6 @@ def _online(
         for step in range(1, cfg.online_steps + 1):
             t = time.perf_counter()
             scale = cfg.explore_std_scale if explore else 0.0
-            if learner is not None:  # the published policy: the learner's Polyak average once online
-                nets = learner.policy_networks()
             action = policy_action(nets, obs, device, deterministic=False, std_scale=scale)
             t2 = time.perf_counter()
             obs, _r, terminated, truncated, info = env.step(action)
@@ -607,7 +606,8 @@ def _online(
                 for _ in range(learner.update_budget()):
                     learner.update("online")
                     updates += 1
-                nets = learner.policy_networks()  # what the next evaluation judges
+                # the published policy (the learner's Polyak average once online) acts and is evaluated
+                nets = learner.policy_networks()
                 times["update"] += time.perf_counter() - t3
             episode_steps += 1
             if terminated or truncated:

@@ -107,7 +107,7 @@ class OnlineStage:
     """The learner publishes, and the policy server acts with, a Polyak average of the policy moved
     this fraction toward the trained one per actor update (about one per transition); 0 serves the
     trained policy itself. On the learning bench the trained policy's held-out success swung by
-    12-42 points between evaluations, the average's rose steadily (docs/benchmarks.md)."""
+    12-42 points between evaluations, the average's by at most 16 (docs/benchmarks.md)."""
     eval_episodes: int = 20
     """Mock only: after the session, forward and backward success of the pre-trained policy,
     milestones and the final weights on this many held-out scenes per task, with ground truth
