@@ -11,7 +11,9 @@ One update step on a batch (from ``policy_server.replay_buffer``):
   fine-tuning does not start with a collapse.
 * actor: SAC's ``alpha * log pi - Q`` (times ``actor_q_weight``) plus a BC term scaled to the RL loss
   (TD3+BC style: the MSE to the data action times the mean |Q|), so ``bc_weight`` means the same at
-  any reward scale.
+  any reward scale. Or (``actor_objective="crr"``) critic-regularised regression: the same MSE to
+  the data action, over every transition but prior data (failed attempts too), each weighted by
+  how much the critic prefers the data action to the policy's (``crr_weights``).
 * temperature: SAC's automatic entropy tuning toward ``-action_dim``.
 
 A batch may carry ``features``/``next_features`` instead of frames: the encoder is then frozen
@@ -32,6 +34,10 @@ from policy_server.augment import random_shift
 from policy_server.networks import AgentNetworks
 from policy_server.replay_buffer import Source
 
+ACTOR_OBJECTIVES: tuple[str, ...] = ("sac_bc", "crr")
+"""Actor losses (``AgentConfig.actor_objective``)."""
+CRR_MAX_WEIGHT = 20.0
+"""Cap of CRR's exponential weights (CRR's own value)."""
 BATCH_KEYS = ("frames", "proprio", "actions", "rewards", "next_frames", "next_proprio", "terminals", "tasks")
 
 
@@ -62,6 +68,17 @@ class AgentConfig:
     """Weight of the actor's RL loss (SAC's ``alpha * log pi - Q``); 0: the actor only imitates
     (the BC term), as in the learning bench's ``bc_finetune`` control, which isolates what the RL
     term adds."""
+    actor_objective: str = "sac_bc"
+    """``sac_bc``: SAC's RL loss (times ``actor_q_weight``) plus the success-filtered BC term.
+    ``crr``: critic-regularised regression (CRR, Wang et al. 2020): the actor's mean action regresses
+    onto the data actions of every transition except prior data, failed attempts included, each
+    weighted by ``crr_weights`` of its advantage ``Q(s, a_data) - mean_a' Q(s, a')`` (``a' ~ pi``,
+    ``cql_num_actions`` draws). The critic then chooses what is imitated instead of pulling the
+    actions along its gradient; ``actor_q_weight`` and ``bc_weight`` are not used."""
+    crr_beta: float = 0.0
+    """CRR's filter: 0 keeps the transitions whose advantage is positive (weight 1, the "binary"
+    filter, free of the reward's scale); > 0 weighs each by ``exp(advantage / crr_beta)``, capped
+    at ``CRR_MAX_WEIGHT``."""
     encoder_bc_weight: float = 0.0
     """Updates from frames: weight of an auxiliary BC loss (MSE of the actor's mean action to the
     data action, successful episodes only) whose gradient trains the encoder beside the critic's.
@@ -86,7 +103,13 @@ class AgentConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if min(self.cql_alpha, self.bc_weight, self.encoder_bc_weight, self.actor_q_weight) < 0:
             raise ValueError("cql_alpha, bc_weight, encoder_bc_weight and actor_q_weight must be >= 0")
-        if self.actor_q_weight == 0 and self.bc_weight == 0:
+        if self.actor_objective not in ACTOR_OBJECTIVES:
+            raise ValueError(
+                f"actor_objective must be one of {', '.join(ACTOR_OBJECTIVES)}, got {self.actor_objective!r}"
+            )
+        if self.crr_beta < 0:
+            raise ValueError(f"crr_beta must be >= 0, got {self.crr_beta}")
+        if self.actor_objective == "sac_bc" and self.actor_q_weight == 0 and self.bc_weight == 0:
             raise ValueError("the actor needs a loss: actor_q_weight and bc_weight cannot both be 0")
         if not 0.0 < self.bc_std <= 1.0:
             raise ValueError(f"bc_std must be in (0, 1], got {self.bc_std}")
@@ -135,6 +158,23 @@ def success_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mc_returns: t
     """Mean squared error over the transitions of successful episodes only: filtered BC, which never
     imitates failed attempts; 0 when the batch has none."""
     return success_weighted_mean((pred - target).square().mean(dim=-1), mc_returns)
+
+
+def non_prior_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """1.0 for every transition that is not prior data (demos, scripted failures, online), else 0.0;
+    shaped like ``rewards``. All ones when the batch carries no ``sources``."""
+    rewards = batch["rewards"]
+    if "sources" not in batch:
+        return torch.ones_like(rewards, dtype=torch.float32)
+    return (batch["sources"].reshape(rewards.shape) != int(Source.PRIOR)).float()
+
+
+def crr_weights(advantages: torch.Tensor, beta: float) -> torch.Tensor:
+    """CRR's per-transition imitation weights: ``1[A > 0]`` when ``beta`` is 0 (binary filter), else
+    ``min(exp(A / beta), CRR_MAX_WEIGHT)``."""
+    if beta == 0:
+        return (advantages > 0).to(advantages.dtype)
+    return torch.exp(advantages / beta).clamp(max=CRR_MAX_WEIGHT)
 
 
 def calql_lower_bound(q_values: torch.Tensor, mc_returns: torch.Tensor) -> torch.Tensor:
@@ -246,7 +286,10 @@ class Agent:
         self.critic_opt.step()
         stats["losses/critic"] = critic_loss.detach()
         if update_actor:
-            self._update_actor(state.detach(), b["actions"], imitation_returns(b), alpha, stats)
+            if cfg.actor_objective == "crr":
+                self._update_actor_crr(state.detach(), b["actions"], non_prior_mask(b), stats)
+            else:
+                self._update_actor(state.detach(), b["actions"], imitation_returns(b), alpha, stats)
         with torch.no_grad():  # = nets.soft_update_targets(cfg.tau)
             torch._foreach_lerp_(self._targets, self._onlines, cfg.tau)
         stats["charts/alpha"] = alpha
@@ -269,6 +312,37 @@ class Agent:
             scale = q_pi_actor.abs().mean().detach().clamp(min=1.0) if cfg.actor_q_weight > 0 else 1.0
             actor_loss = actor_loss + cfg.bc_weight * scale * bc
             stats["losses/bc"] = bc.detach()
+        self._step_actor(actor_loss, log_prob, stats)
+
+    def _update_actor_crr(
+        self, actor_state: torch.Tensor, data_actions: torch.Tensor, keep: torch.Tensor,
+        stats: dict[str, torch.Tensor],
+    ) -> None:  # fmt: skip
+        """CRR actor step: advantage-weighted regression of the mean action onto the data actions of
+        the transitions ``keep`` marks (see ``AgentConfig.actor_objective``), then the temperature."""
+        cfg, nets = self.cfg, self.nets
+        data_actions = data_actions.float()
+        with torch.no_grad():
+            q_data = nets.critic(actor_state, data_actions).mean(dim=0)
+            pi_a, _ = self._sample_actions(actor_state, cfg.cql_num_actions)
+            value = self._q_of(actor_state, pi_a).mean(dim=(0, 2))
+            weights = crr_weights(q_data - value, cfg.crr_beta) * keep.reshape(-1)
+        mean_action, _ = nets.actor(actor_state, deterministic=True)
+        mse = (mean_action - data_actions).square().mean(dim=-1)
+        kept = keep.sum().clamp(min=1.0)
+        actor_loss = (weights * mse).sum() / kept  # a mean over the transitions of the kept sources
+        stats["losses/crr_mse"] = mse.detach().mean()
+        stats["charts/crr_kept"] = ((weights > 0).float() * keep.reshape(-1)).sum() / kept
+        stats["charts/crr_weight"] = weights.sum() / kept
+        with torch.no_grad():
+            _, log_prob = nets.actor(actor_state)  # for the temperature only
+        self._step_actor(actor_loss, log_prob, stats)
+
+    def _step_actor(
+        self, actor_loss: torch.Tensor, log_prob: torch.Tensor, stats: dict[str, torch.Tensor]
+    ) -> None:
+        """Clipped actor step on ``actor_loss``, then SAC's temperature step from ``log_prob``."""
+        cfg = self.cfg
         # Gradients of the actor only: the pass through the critic computes no critic weight gradients
         # (backward() would, and the next critic step would discard them).
         grads = torch.autograd.grad(actor_loss, self.actor_params)

@@ -18,6 +18,11 @@ processes (1: in-process). :func:`run_learning_bench`:
      pre-trained weights, data, stream, updates and published average), but the actor's loss is
      its BC term alone (``actor_q_weight=0``: filtered BC of the demos and the stream's successes),
      so the critic never moves the policy; the gap between the two is what the RL term adds;
+   * ``crr_finetune``: everything as ``calql_finetune``, but the actor follows critic-regularised
+     regression (``AgentConfig.actor_objective="crr"``, filter ``crr_beta``): it imitates the data
+     actions of the demos, the scripted failures and the whole stream, each weighted by whether
+     (or how much) the critic prefers it to the policy's own action; against ``bc_finetune`` it
+     shows whether letting the critic choose what to imitate helps;
    * ``pretrained_only``: the same pre-trained policy (pre-trained once per benchmark and copied, so
      both start from identical weights), no online updates; it still acts for the same env steps
      and fills its buffer;
@@ -85,14 +90,22 @@ from robofume.data.generate import KINDS, EpisodeJob, GenerateConfig, generate_d
 from robofume.sim.mock_arm_env import ACTION_NAMES, PROPRIO_NAMES, MockArmConfig, MockArmEnv
 from robofume.sim.tasks import other_task
 
-METHODS: tuple[str, ...] = ("calql_finetune", "bc_finetune", "pretrained_only", "bc_only", "sac_scratch")
+METHODS: tuple[str, ...] = (
+    "calql_finetune",
+    "bc_finetune",
+    "crr_finetune",
+    "pretrained_only",
+    "bc_only",
+    "sac_scratch",
+)
 """Benchmarked methods; ``calql_finetune`` is the main one, the others are baselines."""
-FINETUNED_METHODS: tuple[str, ...] = ("calql_finetune", "bc_finetune")
+FINETUNED_METHODS: tuple[str, ...] = ("calql_finetune", "bc_finetune", "crr_finetune")
 """Methods that start from the shared Cal-QL pre-training and update online."""
 MAIN_METHOD = "calql_finetune"
 OFFLINE_KINDS: dict[str, tuple[str, ...]] = {
     "calql_finetune": KINDS,
     "bc_finetune": KINDS,
+    "crr_finetune": KINDS,
     "pretrained_only": KINDS,
     "bc_only": ("demos",),
     "sac_scratch": (),
@@ -108,7 +121,7 @@ _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_
 demos); ignored when merging a run that loads none."""
 _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
                         "encoder_bc_weight", "wsrl_warmup_transitions", "freeze_encoder_online",
-                        "online_critic_warmup_updates", "entropy_per_action_dim")  # fmt: skip
+                        "online_critic_warmup_updates", "entropy_per_action_dim", "crr_beta")  # fmt: skip
 """Settings of the Cal-QL pre-training and fine-tuning only (ignored when merging a run of baselines
 that use neither: ``bc_only``, ``sac_scratch``)."""
 _MAX_DATA_ATTEMPTS = 8  # generate retries an episode with seed, seed + 1, ... (it uses at most 6)
@@ -172,6 +185,9 @@ class LearningBenchConfig:
     bc_weight: float = 100.0
     """BC term of the Cal-QL actor (calql_finetune), times the mean |Q|; bc_only is a separate, pure
     BC baseline. 100 (docs/benchmarks.md): at 2.5 the Q gradient pulled the grasp apart online."""
+    crr_beta: float = 0.0
+    """crr_finetune: CRR's filter (``AgentConfig.crr_beta``): 0 imitates the transitions the critic
+    rates above the policy (binary), > 0 weighs them by ``exp(advantage / crr_beta)``."""
     encoder_bc_weight: float = 0.0
     """Auxiliary BC loss that trains the encoder during Cal-QL updates from frames (see
     ``AgentConfig.encoder_bc_weight``)."""
@@ -251,16 +267,19 @@ class LearningBenchConfig:
             raise ValueError(f"image_size must be between 32 and 256, got {self.image_size}")
         if self.utd_ratio <= 0 or self.batch_size < 2 or self.buffer_capacity < 2:
             raise ValueError("utd_ratio must be > 0, batch_size >= 2 and buffer_capacity >= 2")
-        if min(self.cql_alpha, self.bc_weight, self.encoder_bc_weight, self.aug_pad) < 0:
-            raise ValueError("cql_alpha, bc_weight, encoder_bc_weight and aug_pad must be >= 0")
+        if min(self.cql_alpha, self.bc_weight, self.encoder_bc_weight, self.aug_pad, self.crr_beta) < 0:
+            raise ValueError("cql_alpha, bc_weight, encoder_bc_weight, aug_pad and crr_beta must be >= 0")
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
         if "bc_only" in self.methods and (self.demos_per_task < 1 or self.bc_warmup_steps < 1):
             raise ValueError("bc_only needs demos and BC updates: demos_per_task and bc_warmup_steps >= 1")
+        if "bc_finetune" in self.methods and self.bc_weight == 0:
+            raise ValueError("bc_finetune imitates through the BC term: bc_weight must be > 0")
         offline = self.demos_per_task + self.failures_per_task + self.prior
         if {*FINETUNED_METHODS, "pretrained_only"} & set(self.methods) and offline < 1:
             raise ValueError(
-                "calql_finetune, bc_finetune and pretrained_only need offline data (demos/failures/prior)"
+                "calql_finetune, bc_finetune, crr_finetune and pretrained_only need offline data"
+                " (demos/failures/prior)"
             )
         warmup = self.wsrl_warmup_transitions
         if (
@@ -332,7 +351,9 @@ class LearningBenchConfig:
         )  # fmt: skip
         recipe, freeze = self.recipe, self.freeze_encoder_online
         if method == "bc_finetune":  # the actor imitates only: no RL term
-            agent = replace(agent, actor_q_weight=0.0, bc_weight=max(agent.bc_weight, 1.0))
+            agent = replace(agent, actor_q_weight=0.0)
+        if method == "crr_finetune":  # the critic chooses what the actor imitates
+            agent = replace(agent, actor_objective="crr", crr_beta=self.crr_beta)
         if method == "sac_scratch":
             # plain SAC, with SAC's own entropy target (-1 per dimension)
             agent = replace(
@@ -731,7 +752,8 @@ def learning_targets(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Targets of the main method: final success >= 0.8, >= 30 points above its pre-trained level, and
     <= 60 minutes of training (pre-training + online steps and updates; evaluation and data excluded).
     ``gain_over_bc_finetune`` (when that control ran): the main method's final success minus the
-    imitation-only control's, i.e. what the RL term added."""
+    imitation-only control's, i.e. what the RL term added; ``crr_gain_over_bc_finetune`` the same for
+    ``crr_finetune``."""
     main = methods.get(MAIN_METHOD)
     if main is None:
         return {"method": MAIN_METHOD, "final_ge_0.8": None, "gain_ge_30pts": None, "minutes_le_60": None,
@@ -745,7 +767,9 @@ def learning_targets(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "final_other": main.get("final_other"),
             "pre_trained_level_other": main.get("pre_trained_level_other"),
             "gain_over_bc_finetune": main["final"] - methods["bc_finetune"]["final"]
-            if "bc_finetune" in methods else None}  # fmt: skip
+            if "bc_finetune" in methods else None,
+            "crr_gain_over_bc_finetune": methods["crr_finetune"]["final"] - methods["bc_finetune"]["final"]
+            if {"crr_finetune", "bc_finetune"} <= set(methods) else None}  # fmt: skip
 
 
 def plot_learning(result: dict[str, Any], path: str) -> None:
@@ -854,7 +878,7 @@ def merge_results(paths: list[str], out_dir: str) -> dict[str, Any]:
     """Combine the ``learning.json`` of runs that split the methods between processes into
     ``out_dir/learning.json`` + ``learning.png``. Settings must agree, except that a run of methods
     that load no offline data (``sac_scratch``) may differ in the data settings, and a run without
-    ``calql_finetune``, ``bc_finetune`` and ``pretrained_only`` in the Cal-QL settings. Returns the
+    the fine-tuned methods (``FINETUNED_METHODS``) and ``pretrained_only`` in the Cal-QL settings. Returns the
     merged result, whose config is that of the main method's run (else of the first run that loads
     offline data)."""
     results = []

@@ -11,10 +11,13 @@ from policy_server.calql import (
     AgentConfig,
     calql_lower_bound,
     clip_grad_norm,
+    crr_weights,
+    non_prior_mask,
     success_weighted_mse,
     td_target,
 )
 from policy_server.networks import AgentNetworks, NetworkConfig
+from policy_server.replay_buffer import Source
 
 
 def test_calql_lower_bound_floors_policy_q_by_mc_return() -> None:
@@ -151,6 +154,61 @@ def test_optimizer_state_round_trip() -> None:
 def test_bad_agent_config_rejected() -> None:
     with pytest.raises(ValueError, match="gamma"):
         AgentConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="actor_objective"):
+        AgentConfig(actor_objective="awac")
+    with pytest.raises(ValueError, match="crr_beta"):
+        AgentConfig(actor_objective="crr", crr_beta=-0.1)
+
+
+def test_crr_weights_binary_and_exponential() -> None:
+    adv = torch.tensor([-1.0, -0.01, 0.0, 0.02, 10.0])
+    torch.testing.assert_close(crr_weights(adv, 0.0), torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0]))
+    expo = crr_weights(adv, 0.5)
+    torch.testing.assert_close(expo[:4], torch.exp(adv[:4] / 0.5))
+    assert expo[4].item() == 20.0  # capped
+
+
+def test_non_prior_mask_keeps_demos_failures_and_online() -> None:
+    batch = {"rewards": torch.zeros(4), "sources": torch.tensor([int(s) for s in
+             (Source.PRIOR, Source.DEMOS, Source.FAILURES, Source.ONLINE)])}  # fmt: skip
+    torch.testing.assert_close(non_prior_mask(batch), torch.tensor([0.0, 1.0, 1.0, 1.0]))
+    torch.testing.assert_close(non_prior_mask({"rewards": torch.zeros(2)}), torch.ones(2))
+
+
+def _crr_agent(beta: float) -> Agent:
+    torch.manual_seed(0)
+    cfg = NetworkConfig(image_size=32, hidden_dim=64, feature_dim=16, encoder_channels=8)
+    return Agent(AgentNetworks(cfg), AgentConfig(actor_objective="crr", crr_beta=beta, cql_alpha=0.0,
+                                                 actor_lr=1e-3, critic_lr=1e-3))  # fmt: skip
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_crr_imitates_only_what_the_critic_prefers(beta: float) -> None:
+    """The bandit's data actions are uniform and no episode is marked successful (mc_returns 0), so
+    filtered BC has nothing to imitate and plain BC would learn the mean action 0; CRR learns from the
+    critic which half of the actions pays and imitates that half."""
+    agent = _crr_agent(beta)
+    data = {**_bandit_batch(512), "mc_returns": torch.zeros(512),
+            "sources": torch.full((512,), int(Source.ONLINE))}  # fmt: skip
+    g = torch.Generator().manual_seed(2)
+    for _ in range(200):
+        idx = torch.randint(0, 512, (64,), generator=g)
+        metrics = agent.update({k: v[idx] for k, v in data.items()})
+    assert 0.2 < metrics["charts/crr_kept"] <= 1.0 and "losses/crr_mse" in metrics
+    test = _bandit_batch(64)
+    actions = agent.nets.act(test["frames"], test["proprio"], test["tasks"])
+    sign = torch.where(test["tasks"] == 0, 1.0, -1.0)
+    assert (actions[:, 0] * sign > 0).float().mean() >= 0.9
+
+
+def test_crr_never_imitates_prior_data() -> None:
+    agent = _crr_agent(0.0)
+    before = [p.detach().clone() for p in agent.nets.actor.parameters()]
+    batch = {**_bandit_batch(64), "sources": torch.full((64,), int(Source.PRIOR))}
+    metrics = agent.update(batch)
+    assert metrics["losses/actor"] == 0.0
+    for a, b in zip(before, agent.nets.actor.parameters(), strict=True):
+        torch.testing.assert_close(a, b.detach())
 
 
 def test_success_weighted_mse_ignores_failed_episodes() -> None:

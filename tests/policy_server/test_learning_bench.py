@@ -71,15 +71,19 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
     assert (
         ms["calql_finetune"]["updates"]
         == ms["bc_finetune"]["updates"]
+        == ms["crr_finetune"]["updates"]
         == ms["sac_scratch"]["updates"]
         == updates
     )
-    assert ms["bc_finetune"]["pretrain_shared_from"] == "calql_finetune"
-    assert ms["bc_finetune"]["pre_trained_level"] == ms["calql_finetune"]["pre_trained_level"]
+    for control in ("bc_finetune", "crr_finetune"):
+        assert ms[control]["pretrain_shared_from"] == "calql_finetune"
+        assert ms[control]["pre_trained_level"] == ms["calql_finetune"]["pre_trained_level"]
     assert (
         saved["targets"]["gain_over_bc_finetune"]
         == ms["calql_finetune"]["final"] - ms["bc_finetune"]["final"]
     )
+    crr_gain = ms["crr_finetune"]["final"] - ms["bc_finetune"]["final"]
+    assert saved["targets"]["crr_gain_over_bc_finetune"] == crr_gain
     assert ms["pretrained_only"]["updates"] == ms["bc_only"]["updates"] == 0
     # the frozen pre-trained policy is the one calql_finetune starts from, so its curve is flat at that level
     assert ms["pretrained_only"]["pretrain_shared_from"] == "calql_finetune"
@@ -95,6 +99,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         < offline["calql_finetune"]
         == offline["pretrained_only"]
         == offline["bc_finetune"]
+        == offline["crr_finetune"]
     )
     assert set(saved["targets"]) >= {"final_ge_0.8", "gain_ge_30pts", "minutes_le_60", "pass"}
     assert saved["eval_seeds"] == list(cfg.eval_seeds) and cfg.seed not in cfg.eval_seeds
@@ -119,6 +124,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"recipe": "wsrl", "wsrl_warmup_transitions": 40}, "warm-up"),
         ({"eval_layout": "mine"}, "eval_layout"),
         ({"demo_layout": "yours"}, "demo_layout"),
+        ({"methods": ("bc_finetune",), "bc_weight": 0.0}, "bc_finetune imitates"),
     ],
 )
 def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
@@ -141,6 +147,13 @@ def test_evaluation_points_and_presets() -> None:
     assert imitation.agent.actor_q_weight == 0.0 and main.agent.actor_q_weight == 1.0
     assert imitation == dataclasses.replace(main, agent=dataclasses.replace(main.agent, actor_q_weight=0.0))
     assert main.policy_average_tau == LearningBenchConfig().acting_average_tau > 0
+    crr = LearningBenchConfig(crr_beta=0.2).learner_config("crr_finetune")
+    assert crr == dataclasses.replace(
+        main, agent=dataclasses.replace(main.agent, actor_objective="crr", crr_beta=0.2)
+    )
+    assert main.agent.actor_objective == "sac_bc"
+    with pytest.raises(ValueError, match="crr_beta"):
+        LearningBenchConfig(crr_beta=-1.0)
 
 
 def test_evaluation_is_deterministic_so_results_of_equal_weights_can_be_reused() -> None:
