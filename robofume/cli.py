@@ -233,7 +233,12 @@ def _online_learner_config(args: argparse.Namespace) -> LearnerConfig:
         cfg = dataclasses.replace(cfg, recipe=args.recipe)
     if args.policy_average_tau is not None:
         cfg = dataclasses.replace(cfg, policy_average_tau=args.policy_average_tau)
-    return cfg
+    agent = cfg.agent
+    if args.actor_objective:
+        agent = dataclasses.replace(agent, actor_objective=args.actor_objective)
+    if args.crr_beta is not None:
+        agent = dataclasses.replace(agent, crr_beta=args.crr_beta)
+    return dataclasses.replace(cfg, agent=agent) if agent != cfg.agent else cfg
 
 
 def _cmd_learner(args: argparse.Namespace) -> int:
@@ -494,6 +499,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="publish a Polyak average of the policy, moved this fraction per actor update "
         "(default: the run's config, 0.001; 0 publishes the trained policy)",
+    )
+    lrn.add_argument(
+        "--actor-objective",
+        choices=["sac_bc", "crr"],  # policy_server.calql.ACTOR_OBJECTIVES (not imported: it loads torch)
+        default=None,
+        help="actor loss online: sac_bc (SAC + filtered BC) or crr (critic-regularised regression; "
+        "docs/learning.md); default: the run's config, sac_bc",
+    )
+    lrn.add_argument(
+        "--crr-beta",
+        type=float,
+        default=None,
+        help="crr: 0 imitates the data actions the critic rates above the policy's, > 0 weighs them "
+        "by exp(advantage / beta) (default: the run's config, 0)",
     )
     lrn.set_defaults(func=_cmd_learner)
 

@@ -108,6 +108,13 @@ class OnlineStage:
     this fraction toward the trained one per actor update (about one per transition); 0 serves the
     trained policy itself. On the learning bench the trained policy's held-out success swung by
     12-42 points between evaluations, the average's by at most 16 (docs/benchmarks.md)."""
+    actor_objective: str = "sac_bc"
+    """The learner's actor loss online: ``sac_bc`` (SAC + the success-filtered BC term) or ``crr``
+    (critic-regularised regression: the critic chooses which data actions are imitated; see
+    docs/learning.md and the learning bench's ``crr_finetune``)."""
+    crr_beta: float = 0.0
+    """``crr``: 0 imitates the data actions the critic rates above the policy's own; > 0 weighs
+    each by ``exp(advantage / crr_beta)``."""
     eval_episodes: int = 20
     """Mock only: after the session, forward and backward success of the pre-trained policy,
     milestones and the final weights on this many held-out scenes per task, with ground truth
@@ -216,6 +223,12 @@ class SessionConfig:
             raise SessionConfigError(
                 f"policy_average_tau must be in [0, 1], got {self.online.policy_average_tau}"
             )
+        if self.online.actor_objective not in ("sac_bc", "crr"):
+            raise SessionConfigError(
+                f"actor_objective must be sac_bc or crr, got {self.online.actor_objective!r}"
+            )
+        if not self.online.crr_beta >= 0:
+            raise SessionConfigError(f"crr_beta must be >= 0, got {self.online.crr_beta}")
         if not self.online.control_hz > 0:
             raise SessionConfigError(f"control_hz must be > 0, got {self.online.control_hz}")
         return self

@@ -103,6 +103,10 @@ def learner_command(cfg: SessionConfig) -> list[str]:
         cfg.device,
         "--policy-average-tau",
         str(cfg.online.policy_average_tau),
+        "--actor-objective",
+        cfg.online.actor_objective,
+        "--crr-beta",
+        str(cfg.online.crr_beta),
     ]
 
 

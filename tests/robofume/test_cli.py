@@ -89,6 +89,19 @@ def test_learner_flags_override_the_run_config(tmp_path) -> None:
     assert cfg.recipe == "wsrl" and cfg.policy_average_tau == 0.0
     with pytest.raises(ValueError, match="policy_average_tau"):
         _online_learner_config(build_parser().parse_args([*base, "--policy-average-tau", "3"]))
+    assert cfg.agent == LearnerConfig().agent and cfg.agent.actor_objective == "sac_bc"
+    cfg = _online_learner_config(
+        build_parser().parse_args([*base, "--actor-objective", "crr", "--crr-beta", "0.2"])
+    )
+    assert (cfg.agent.actor_objective, cfg.agent.crr_beta) == ("crr", 0.2)
+    assert dataclasses.replace(cfg.agent, actor_objective="sac_bc", crr_beta=0.0) == LearnerConfig().agent
+    with pytest.raises(ValueError, match="crr_beta"):
+        _online_learner_config(build_parser().parse_args([*base, "--crr-beta", "-1"]))
+    from policy_server.calql import ACTOR_OBJECTIVES
+
+    choices = next(a.choices for a in build_parser()._subparsers._group_actions[0].choices["learner"]._actions
+                   if a.dest == "actor_objective")  # fmt: skip
+    assert tuple(choices) == ACTOR_OBJECTIVES
 
 
 def test_console_script_is_installed() -> None:

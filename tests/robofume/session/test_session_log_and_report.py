@@ -297,6 +297,21 @@ def test_the_session_passes_its_policy_average_to_the_learner() -> None:
         config_from_dict({"online": {"policy_average_tau": 1.5}})
 
 
+def test_the_session_passes_its_actor_objective_to_the_learner() -> None:
+    from robofume.session.runner import learner_command
+
+    cmd = learner_command(config_from_dict({}))
+    assert (
+        cmd[cmd.index("--actor-objective") + 1] == "sac_bc" and float(cmd[cmd.index("--crr-beta") + 1]) == 0
+    )
+    cmd = learner_command(config_from_dict({"online": {"actor_objective": "crr", "crr_beta": 0.3}}))
+    assert cmd[cmd.index("--actor-objective") + 1] == "crr" and cmd[cmd.index("--crr-beta") + 1] == "0.3"
+    with pytest.raises(SessionConfigError, match="actor_objective"):
+        config_from_dict({"online": {"actor_objective": "awac"}})
+    with pytest.raises(SessionConfigError, match="crr_beta"):
+        config_from_dict({"online": {"actor_objective": "crr", "crr_beta": -1}})
+
+
 def test_time_held_is_counted_per_phase_up_to_the_end(tmp_path) -> None:
     log = SessionLog(t0=100.0)
     log.on_phase("paused", "waiting for the classifier", 100.0)
