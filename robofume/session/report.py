@@ -141,6 +141,13 @@ def _reward_lines(context: dict[str, Any]) -> list[str]:
     ]
 
 
+def _actor_text(context: dict[str, Any]) -> str:
+    """`` with the CRR actor (crr_beta B)`` when the session's actor objective is CRR, else empty."""
+    if context.get("actor_objective", "sac_bc") != "crr":
+        return ""
+    return f" with the CRR actor (`online.crr_beta` {context.get('crr_beta', 0.0):g})"
+
+
 def _evaluation_lines(evaluation: list[dict[str, Any]], average_tau: float | None = None) -> list[str]:
     """The report's table of held-out forward and backward success per evaluated policy
     (``average_tau``: the learner's ``policy_average_tau``, named when > 0)."""
@@ -214,7 +221,8 @@ def write_report(
         "",
         f"Session folder `{context.get('out', '?')}`, "
         f"{summary['duration_s'] / 60:.1f} min of autonomous fine-tuning{_held_text(summary)}, "
-        f"recipe `{context.get('recipe', '?')}`, {summary['transitions']} transitions recorded.",
+        f"recipe `{context.get('recipe', '?')}`{_actor_text(context)}, {summary['transitions']} transitions "
+        "recorded.",
         "",
         *_reward_lines(context),
         "| task | attempts | already done | success (reward) | success (ground truth) "

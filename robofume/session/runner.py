@@ -305,6 +305,8 @@ def run_session(
         "out": cfg.out,
         "recipe": cfg.online.recipe,
         "policy_average_tau": cfg.online.policy_average_tau,
+        "actor_objective": cfg.online.actor_objective,
+        "crr_beta": cfg.online.crr_beta,
         "duration_s": cfg.online.duration_s,
         "restarts": restarts,
         "scheduling": scheduling,

@@ -89,6 +89,13 @@ def test_report_files(tmp_path) -> None:
     payload = json.loads((tmp_path / "report.json").read_text())
     assert payload["summary"] == json.loads(json.dumps(summary)) and len(payload["episodes"]) == 22
     assert "scheduling" not in text  # none recorded
+    assert "recipe `wsrl`, " in text and "CRR" not in text
+    write_report(
+        log, str(tmp_path), {"robot": "mock", "recipe": "calql", "actor_objective": "crr", "crr_beta": 0.5}
+    )
+    assert (
+        "recipe `calql` with the CRR actor (`online.crr_beta` 0.5), " in (tmp_path / "report.md").read_text()
+    )
 
 
 def test_report_says_how_each_process_was_scheduled(tmp_path) -> None:
