@@ -321,18 +321,18 @@ class Agent:
         """CRR actor step: advantage-weighted regression of the mean action onto the data actions of
         the transitions ``keep`` marks (see ``AgentConfig.actor_objective``), then the temperature."""
         cfg, nets = self.cfg, self.nets
-        data_actions = data_actions.float()
+        data_actions, keep = data_actions.float(), keep.reshape(-1)
         with torch.no_grad():
             q_data = nets.critic(actor_state, data_actions).mean(dim=0)
             pi_a, _ = self._sample_actions(actor_state, cfg.cql_num_actions)
             value = self._q_of(actor_state, pi_a).mean(dim=(0, 2))
-            weights = crr_weights(q_data - value, cfg.crr_beta) * keep.reshape(-1)
+            weights = crr_weights(q_data - value, cfg.crr_beta) * keep
         mean_action, _ = nets.actor(actor_state, deterministic=True)
         mse = (mean_action - data_actions).square().mean(dim=-1)
         kept = keep.sum().clamp(min=1.0)
         actor_loss = (weights * mse).sum() / kept  # a mean over the transitions of the kept sources
         stats["losses/crr_mse"] = mse.detach().mean()
-        stats["charts/crr_kept"] = ((weights > 0).float() * keep.reshape(-1)).sum() / kept
+        stats["charts/crr_kept"] = ((weights > 0).float() * keep).sum() / kept
         stats["charts/crr_weight"] = weights.sum() / kept
         with torch.no_grad():
             _, log_prob = nets.actor(actor_state)  # for the temperature only

@@ -238,7 +238,7 @@ def _online_learner_config(args: argparse.Namespace) -> LearnerConfig:
         agent = dataclasses.replace(agent, actor_objective=args.actor_objective)
     if args.crr_beta is not None:
         agent = dataclasses.replace(agent, crr_beta=args.crr_beta)
-    return dataclasses.replace(cfg, agent=agent) if agent != cfg.agent else cfg
+    return dataclasses.replace(cfg, agent=agent)
 
 
 def _cmd_learner(args: argparse.Namespace) -> int:

@@ -142,7 +142,8 @@ def _reward_lines(context: dict[str, Any]) -> list[str]:
 
 
 def _actor_text(context: dict[str, Any]) -> str:
-    """`` with the CRR actor (crr_beta B)`` when the session's actor objective is CRR, else empty."""
+    """`` with the CRR actor (`online.crr_beta` B)`` when the session's actor objective is CRR, else
+    empty."""
     if context.get("actor_objective", "sac_bc") != "crr":
         return ""
     return f" with the CRR actor (`online.crr_beta` {context.get('crr_beta', 0.0):g})"
