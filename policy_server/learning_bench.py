@@ -441,6 +441,20 @@ def count_scene_resets(env: MockArmEnv) -> list[int]:
     return count
 
 
+def dataset_fingerprint(jobs: list[EpisodeJob]) -> str:
+    """SHA-256 of the datasets' arrays (kind, file name, every array by name), not of the ``.npz``
+    bytes, whose zip headers carry write times: equal on two machines iff the data are equal."""
+    h = hashlib.sha256()
+    for job in sorted(jobs, key=lambda j: (j.kind, os.path.basename(j.path))):
+        h.update(f"{job.kind}/{os.path.basename(job.path)}".encode())
+        with np.load(job.path, allow_pickle=False) as episode:
+            for name in sorted(episode.files):
+                array = episode[name]
+                h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+                h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
 def policy_fingerprint(nets: AgentNetworks) -> str:
     """SHA-256 of the weights the policy acts with (encoder, task embedding, actor)."""
     h = hashlib.sha256()
@@ -717,11 +731,13 @@ def run_method(
             if method != "sac_scratch":
                 pretrain_s, shared_from = _pretrain_shared(learner, cfg, method, shared, progress)
             nets = learner.nets
+        start_fingerprint = policy_fingerprint(nets)
         updating = learner if method in (*FINETUNED_METHODS, "sac_scratch") else None
         online = _online(cfg, method, nets, updating, buffer, eval_env, device, shared, progress)
         if learner is not None and updating is not None:
             learner.publish()
             learner.save_checkpoint()
+        final_fingerprint = policy_fingerprint(nets)
         buffer.flush()
         online_transitions = len(buffer.valid_indices("online"))
     finally:
@@ -737,6 +753,8 @@ def run_method(
         "pre_trained_level_other": online["curve_other"][0][1] if online["curve_other"] else None,
         "pretrain_s": pretrain_s,
         "pretrain_shared_from": shared_from,
+        "start_fingerprint": start_fingerprint,
+        "final_fingerprint": final_fingerprint,
         "pretrain_updates": 0 if method in ("sac_scratch", "bc_only") else cfg.pretrain_steps,
         "bc_updates": 0 if method == "sac_scratch" else cfg.bc_warmup_steps,
         "train_s": pretrain_s + online["online_s"],
@@ -834,7 +852,10 @@ def run_learning_bench(cfg: LearningBenchConfig, out_dir: str, progress: bool = 
         "bench": "learning",
         "config": cfg.to_dict(),
         "machine": machine,
-        "data": {k: v for k, v in data.items() if k != "jobs"},
+        "data": {
+            **{k: v for k, v in data.items() if k != "jobs"},
+            "fingerprint": dataset_fingerprint(data["jobs"]),
+        },
         "eval_seeds": list(cfg.eval_seeds),
         "methods": methods,
         "targets": learning_targets(methods),

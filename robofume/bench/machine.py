@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -18,23 +19,39 @@ def gpu_name() -> str | None:
     return None
 
 
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+"""CPU features that change which torch kernels run, and so the low bits of float results."""
+
+
 def machine_info() -> dict[str, str | int]:
-    """CPU model, core count, OS, Python version and, where torch sees one, the GPU."""
-    cpu = platform.processor() or "unknown"
+    """CPU model and instruction-set features, core count, OS, Python version, the kernel level torch
+    picked (where torch is loaded) and, where torch sees one, the GPU. Training results differ in their
+    low bits between hosts with other features, and then diverge (docs/benchmarks.md)."""
+    cpu, model = platform.processor() or "unknown", ""
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+                if model and flags:
                     break
     except OSError:
         pass
+    cpu = model or cpu
     info: dict[str, str | int] = {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0,
         "os": platform.platform(),
         "python": platform.python_version(),
+        "cpu_features": " ".join(f for f in _ISA_FLAGS if f in flags) or "unknown",
     }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):  # an older torch without it must not break a report
+            info["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
     gpu = gpu_name()
     if gpu:
         info["gpu"] = gpu

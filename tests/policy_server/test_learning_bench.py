@@ -88,6 +88,14 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
     # the frozen pre-trained policy is the one calql_finetune starts from, so its curve is flat at that level
     assert ms["pretrained_only"]["pretrain_shared_from"] == "calql_finetune"
     assert {p[1] for p in ms["pretrained_only"]["curve"]} == {ms["calql_finetune"]["pre_trained_level"]}
+    # fingerprints: shared pre-training starts every method from the same weights; a frozen one ends there
+    starts = {ms[name]["start_fingerprint"] for name in ("calql_finetune", "bc_finetune", "pretrained_only")}
+    assert len(starts) == 1 and ms["pretrained_only"]["final_fingerprint"] in starts
+    assert ms["calql_finetune"]["final_fingerprint"] not in starts
+    assert saved["data"]["fingerprint"] == lb.dataset_fingerprint(
+        lb.prepare_data(cfg, str(tmp_path / "data"), progress=False)["jobs"]
+    )
+    assert saved["machine"]["torch_cpu_capability"]
     # same weights: deterministic results reused (every point, plus the other layout at the first and last)
     assert ms["pretrained_only"]["evals_reused"] == len(points) + 2
     assert ms["sac_scratch"]["buffer"]["offline_transitions"] == 0
@@ -154,6 +162,20 @@ def test_evaluation_points_and_presets() -> None:
     assert main.agent.actor_objective == "sac_bc"
     with pytest.raises(ValueError, match="crr_beta"):
         LearningBenchConfig(crr_beta=-1.0)
+
+
+def test_dataset_fingerprint_follows_the_arrays_not_the_files_write_times(tmp_path) -> None:
+    cfg = LearningBenchConfig.quick(max_episode_steps=4, prior=1, demos_per_task=1)
+    jobs = prepare_data(cfg, str(tmp_path / "a"), progress=False)["jobs"]
+    again = prepare_data(cfg, str(tmp_path / "b"), progress=False)["jobs"]  # made again, same seeds
+    assert lb.dataset_fingerprint(jobs) == lb.dataset_fingerprint(again)
+    with np.load(again[0].path) as episode:
+        arrays = {name: episode[name] for name in episode.files}
+    name = next(n for n, a in arrays.items() if a.dtype == np.uint8)
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] ^= 1  # one bit of one pixel
+    np.savez(again[0].path, **arrays)
+    assert lb.dataset_fingerprint(jobs) != lb.dataset_fingerprint(again)
 
 
 def test_evaluation_is_deterministic_so_results_of_equal_weights_can_be_reused() -> None:
