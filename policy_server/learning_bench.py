@@ -81,7 +81,7 @@ from tqdm import tqdm
 from policy_server.calql import Agent, AgentConfig
 from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torch, resolve_device
 from policy_server.networks import AgentNetworks, NetworkConfig
-from policy_server.replay_buffer import BufferSpec, ReplayBuffer
+from policy_server.replay_buffer import BufferSpec, ReplayBuffer, payload_sha256
 from policy_server.weights import WeightStore, load_into
 from reset_free.controller import ControllerConfig
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic, write_with
@@ -442,16 +442,13 @@ def count_scene_resets(env: MockArmEnv) -> list[int]:
 
 
 def dataset_fingerprint(jobs: list[EpisodeJob]) -> str:
-    """SHA-256 of the datasets' arrays (kind, file name, every array by name), not of the ``.npz``
+    """SHA-256 of the dataset's arrays (kind, file name, every array by name), not of the ``.npz``
     bytes, whose zip headers carry write times: equal on two machines iff the data are equal."""
     h = hashlib.sha256()
     for job in sorted(jobs, key=lambda j: (j.kind, os.path.basename(j.path))):
-        h.update(f"{job.kind}/{os.path.basename(job.path)}".encode())
         with np.load(job.path, allow_pickle=False) as episode:
-            for name in sorted(episode.files):
-                array = episode[name]
-                h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-                h.update(np.ascontiguousarray(array).tobytes())
+            digest = payload_sha256(episode, sorted(episode.files))
+        h.update(f"{job.kind}/{os.path.basename(job.path)}|{digest}|".encode())
     return h.hexdigest()
 
 

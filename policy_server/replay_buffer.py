@@ -66,6 +66,7 @@ import sys
 import time
 import zipfile
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,10 +305,11 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def payload_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of a chunk's payload arrays."""
+def payload_sha256(arrays: Mapping[str, np.ndarray], names: Sequence[str] = _PAYLOAD) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``names`` in ``arrays`` (by default a
+    chunk's payload arrays)."""
     h = hashlib.sha256()
-    for name in _PAYLOAD:
+    for name in names:
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(memoryview(a.reshape(-1).view(np.uint8)))

@@ -27,7 +27,7 @@ def machine_info() -> dict[str, str | int]:
     """CPU model and instruction-set features, core count, OS, Python version, the kernel level torch
     picked (where torch is loaded) and, where torch sees one, the GPU. Training results differ in their
     low bits between hosts with other features, and then diverge (docs/benchmarks.md)."""
-    cpu, model = platform.processor() or "unknown", ""
+    model = ""
     flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -40,9 +40,8 @@ def machine_info() -> dict[str, str | int]:
                     break
     except OSError:
         pass
-    cpu = model or cpu
     info: dict[str, str | int] = {
-        "cpu": cpu,
+        "cpu": model or platform.processor() or "unknown",
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0,
         "os": platform.platform(),
         "python": platform.python_version(),
