@@ -116,7 +116,7 @@ EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 """Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
 _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout",
-                          "bc_warmup_steps")  # fmt: skip
+                          "bc_warmup_steps", "recovery_demos")  # fmt: skip
 """Bench settings that only shape the offline data or what is learnt from it (the BC warm-up on the
 demos); ignored when merging a run that loads none."""
 _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
@@ -169,6 +169,9 @@ class LearningBenchConfig:
     demos_per_task: int = 20
     failures_per_task: int = 10
     prior: int = 300
+    recovery_demos: int = 0
+    """Extra backward demos from the object just outside the start square, where failed forward
+    grasps push it (``GenerateConfig.recovery_demos``); 0: none, as in every run before 2026-12-02."""
     data_seed: int = 0
     """Seed of the dataset (with ``demo_layout="new"`` one dataset serves every training seed)."""
     demo_layout: str = "train"
@@ -375,7 +378,7 @@ class LearningBenchConfig:
         return GenerateConfig(
             out=data_dir, demos_per_task=self.demos_per_task, failures_per_task=self.failures_per_task,
             prior=self.prior, image_size=self.image_size, max_episode_steps=self.max_episode_steps,
-            seed=self.data_seed, workers=self.data_workers, resume=True,
+            seed=self.data_seed, workers=self.data_workers, resume=True, recovery_demos=self.recovery_demos,
             layout_seed=self.seed if self.demo_layout == "train" else None,
         )  # fmt: skip
 

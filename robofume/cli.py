@@ -72,6 +72,7 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
         demo_noise=args.noise,
         seed=args.seed,
         layout_seed=args.layout_seed,
+        recovery_demos=args.recovery_demos,
         workers=args.workers,
         resume=args.resume,
     )
@@ -359,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="output folder (created; never overwritten)")
     gen.add_argument("--demos", type=int, default=20, help="successful demos per task (default: 20)")
     gen.add_argument("--failures", type=int, default=10, help="failed attempts per task (default: 10)")
+    gen.add_argument(
+        "--recovery-demos",
+        type=int,
+        default=0,
+        help="extra backward demos that start with the object just outside the start square, where "
+        "failed forward grasps push it, and put it back (default: 0)",
+    )
     gen.add_argument(
         "--prior", type=int, default=300, help="prior-data episodes of related tasks (default: 300)"
     )

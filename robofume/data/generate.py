@@ -42,6 +42,7 @@ from robofume.sim.tasks import TASK_NAMES, instruction
 
 KINDS: tuple[str, ...] = ("demos", "failures", "prior")
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+_RECOVERY_CODE = len(KINDS)  # recovery demos draw their seeds apart from every kind
 _MAX_ATTEMPTS = 6
 
 COLORS: dict[str, tuple[float, float, float, float]] = {
@@ -114,11 +115,16 @@ class GenerateConfig:
     """Target-scene episodes (demos, failures) all in the workstation layout of this seed (see the
     mock's ``layout_seed`` reset option), as a user records demos at the robot's own workstation;
     None: each episode draws its own layout. Prior episodes always draw their own."""
+    recovery_demos: int = 0
+    """Extra demos per task that start with the object on the table between the start square and
+    the bin, outside both (the mock's ``object_in="between"``), where failed grasps and drops leave
+    it in a reset-free stream, and finish the task from there (forward: into the bin; backward:
+    back to the square); files ``demos/<task>_recovery_*.npz``."""
     workers: int = 2
     resume: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("demos_per_task", "failures_per_task", "prior"):
+        for name in ("demos_per_task", "failures_per_task", "prior", "recovery_demos"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.workers < 1:
@@ -146,6 +152,9 @@ class EpisodeJob:
     noise: float
     failure_mode: str | None
     layout_seed: int | None = None
+    object_in: str | None = None
+    """Where a fresh scene puts the object (the mock's ``object_in`` reset option); None: where the
+    task starts."""
 
 
 def plan_jobs(cfg: GenerateConfig) -> list[EpisodeJob]:
@@ -192,6 +201,12 @@ def plan_jobs(cfg: GenerateConfig) -> list[EpisodeJob]:
                     cfg.layout_seed,
                 )
             )
+    for task in TASK_NAMES:
+        for i in range(cfg.recovery_demos):
+            seq = np.random.SeedSequence([cfg.seed, _RECOVERY_CODE, TASK_NAMES.index(task), i])
+            path = os.path.join(cfg.out, "demos", f"{task}_recovery_{i:06d}.npz")
+            jobs.append(EpisodeJob("demos", task, i, path, int(seq.generate_state(1)[0]), -1, False,
+                                   cfg.demo_noise, None, cfg.layout_seed, "between"))  # fmt: skip
     for i in range(cfg.prior):
         task = TASK_NAMES[i % 2]
         s = seed_of("prior", task, i)
@@ -272,6 +287,8 @@ def run_job(job: EpisodeJob, image_size: int, max_steps: int) -> dict:
         options: dict = {"task": job.task}
         if job.layout_seed is not None:
             options["layout_seed"] = job.layout_seed
+        if job.object_in is not None:
+            options["object_in"] = job.object_in
         env.reset(seed=seed, options=options)
         expert = ScriptedExpert(env, noise_std=job.noise, failure_mode=job.failure_mode, rng=rng)  # type: ignore[arg-type]
         episode = record_episode(
@@ -287,6 +304,7 @@ def run_job(job: EpisodeJob, image_size: int, max_steps: int) -> dict:
                 "scene": "target" if job.scene < 0 else asdict(PRIOR_SCENES[job.scene]),
                 "swap_sides": job.swap_sides,
                 "layout_seed": job.layout_seed,
+                **({"object_in": job.object_in} if job.object_in else {}),
             },
         )
         wanted = {"demos": True, "failures": False}.get(job.kind)

@@ -30,6 +30,7 @@ from robofume.sim.gl_preload import preload_before_gl
 from robofume.sim.mesh_lod import VISUAL_MESH_MAX_FACES
 from robofume.sim.scene import (
     BIN_INNER_HALF,
+    BIN_WALL_THICK,
     CAMERA_NAME,
     OBJECT_BODY,
     PANDA_HOME_QPOS,
@@ -142,6 +143,35 @@ class MockArmConfig:
             )
 
 
+OBJECT_PLACES: tuple[str, ...] = ("start", "target", "between")
+"""Where a fresh scene can put the object (the ``object_in`` reset option)."""
+
+BETWEEN_ALONG: tuple[float, float] = (-0.15, 1.15)
+"""``object_in="between"``: the object's position along the line from the start square's centre (0)
+to the bin's (1): from a little behind the square to a little beyond the bin."""
+
+BETWEEN_ACROSS = 0.1
+"""``object_in="between"``: at most this far (m) to either side of that line."""
+
+BETWEEN_CLEARANCE = 0.01
+"""``object_in="between"``: the object's centre stays this far (m) outside the start square and
+outside the bin's walls, so that neither task is already done and it never lands on a wall."""
+
+
+def _between_xy(rng: np.random.Generator, start_xy: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
+    """A table position between the start square and the bin, outside both (rejection sampling)."""
+    line = target_xy - start_xy
+    across = np.array([-line[1], line[0]]) / max(float(np.linalg.norm(line)), 1e-9)
+    square_half = START_REGION_HALF + BETWEEN_CLEARANCE
+    bin_half = BIN_INNER_HALF + BIN_WALL_THICK + BETWEEN_CLEARANCE
+    for _ in range(1000):
+        along = rng.uniform(*BETWEEN_ALONG)
+        xy = start_xy + along * line + rng.uniform(-BETWEEN_ACROSS, BETWEEN_ACROSS) * across
+        if np.abs(xy - start_xy).max() > square_half and np.abs(xy - target_xy).max() > bin_half:
+            return xy
+    raise RuntimeError("no table position between the start square and the bin: they overlap")
+
+
 def _band_offset(rng: np.random.Generator, band: tuple[float, float]) -> np.ndarray:
     """An offset whose larger coordinate lies in ``band`` (either axis, either sign)."""
     near, far = band
@@ -221,7 +251,9 @@ class MockArmEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         """Start an episode. Options: ``task`` (name), ``keep_scene`` (reset-free: keep the physical state),
         ``home_arm`` (with ``keep_scene``: first drive the arm home, see :meth:`move_home`),
-        ``object_in`` ("start" or "target": where a fresh scene puts the object; default per task),
+        ``object_in`` ("start" or "target": where a fresh scene puts the object, default per task; or
+        "between": on the table between the start square and the bin, outside both, where a
+        reset-free stream drops or pushes it, see ``BETWEEN_*``),
         ``layout_seed`` (a fresh scene's fixtures, the target and start-region positions, come from this
         seed instead of ``seed``: scenes with the same ``layout_seed`` share one workstation layout and
         differ in the object's pose), ``object_band`` ((near, far) in m: a fresh scene puts the object
@@ -460,8 +492,10 @@ class MockArmEnv(gym.Env):
     def _randomize_scene(
         self, object_in: str, layout_seed: int | None = None, band: tuple[float, float] | None = None
     ) -> None:
-        if object_in not in ("start", "target"):
-            raise ValueError(f"object_in must be 'start' or 'target', got {object_in!r}")
+        if object_in not in OBJECT_PLACES:
+            raise ValueError(f"object_in must be one of {', '.join(OBJECT_PLACES)}, got {object_in!r}")
+        if object_in == "between" and band is not None:
+            raise ValueError("object_band applies to object_in 'start' or 'target', not 'between'")
         rng = self.np_random
         layout_rng = rng if layout_seed is None else np.random.default_rng(int(layout_seed))
         cfg = self.config
@@ -473,7 +507,10 @@ class MockArmEnv(gym.Env):
         half = cfg.variant.object_half_size
         spread = cfg.start_spread if object_in == "start" else cfg.target_spread
         offset = rng.uniform(-spread, spread, 2) if band is None else _band_offset(rng, band)
-        if object_in == "start":
+        if object_in == "between":
+            xy = _between_xy(rng, start_xy, target_xy)
+            z = TABLE_TOP_Z + half
+        elif object_in == "start":
             xy = start_xy + offset
             z = TABLE_TOP_Z + half
         else:

@@ -170,3 +170,42 @@ def test_parallel_generation_exits_without_renderer_tracebacks(tmp_path) -> None
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "EGLError" not in done.stderr, done.stderr[-2000:]
     assert len(list_episodes(tmp_path / "d", "demos")) == 2
+
+
+def test_recovery_demos_start_between_square_and_bin_and_finish_the_task(tmp_path) -> None:
+    from robofume.data import generate as gen
+
+    plain = plan_jobs(_cfg(tmp_path, layout_seed=3))
+    cfg = _cfg(tmp_path, prior=0, failures_per_task=0, layout_seed=3, recovery_demos=1, max_episode_steps=80)
+    jobs = plan_jobs(cfg)
+    # without recovery demos the plan is what it was: same jobs, same seeds
+    assert [j for j in jobs if j.object_in is None] == [j for j in plain if j.kind == "demos"]
+    recovery = [j for j in jobs if j.object_in is not None]
+    assert [(j.kind, j.task, j.object_in, os.path.basename(j.path)) for j in recovery] == [
+        ("demos", task, "between", f"{task}_recovery_000000.npz") for task in ("forward", "backward")
+    ]
+    assert len({j.seed for j in jobs}) == len(jobs)
+    (tmp_path / "demos").mkdir()
+    try:
+        for job in recovery:
+            result = gen.run_job(job, cfg.image_size, cfg.max_episode_steps)
+            episode = load_episode(job.path)
+            # not done at the first frame (the object lay outside both regions), done at the end
+            assert result["success"] and episode.succeeded and not episode.success[0]
+            assert episode.metadata["object_in"] == "between"
+    finally:
+        gen.close_cached_envs()
+    assert "object_in" not in load_episode(_first_demo(tmp_path, cfg)).metadata
+    with pytest.raises(ValueError, match="recovery_demos must be >= 0"):
+        _cfg(tmp_path, recovery_demos=-1)
+
+
+def _first_demo(tmp_path, cfg: GenerateConfig) -> str:
+    from robofume.data import generate as gen
+
+    job = next(j for j in plan_jobs(cfg) if j.object_in is None)
+    try:
+        gen.run_job(job, cfg.image_size, cfg.max_episode_steps)
+    finally:
+        gen.close_cached_envs()
+    return job.path
