@@ -34,6 +34,9 @@ class DataStage:
     at_workstation: bool = True
     """Record the demos and failures at the mock arm's workstation layout (its scene seed), as a
     user records demos at the robot; prior data spans many layouts and scenes either way."""
+    recovery_demos: int = 0
+    """Extra demos per task from the object lying between the start square and the bin, where a
+    reset-free stream's failed grasps leave it (``robofume data generate --recovery-demos``)."""
 
 
 @dataclass

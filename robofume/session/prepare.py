@@ -103,6 +103,8 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
         return cfg.data
     env_settings = mock_env_settings()
     settings = {**dataclasses.asdict(cfg.data_stage), "mock_env": env_settings}
+    if not cfg.data_stage.recovery_demos:  # data cached before the setting existed stays valid
+        del settings["recovery_demos"]
     if _is_done(cfg, "data", settings):
         log(f"data: cached in {cfg.data_dir}")
         return cfg.data_dir
@@ -117,6 +119,7 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
         max_episode_steps=d.max_episode_steps,
         seed=d.seed,
         layout_seed=mock_scene_seed(cfg) if d.at_workstation else None,
+        recovery_demos=d.recovery_demos,
         workers=d.workers,
     )
     made_with = read_env_settings(cfg.data_dir)

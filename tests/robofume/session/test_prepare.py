@@ -102,3 +102,21 @@ def test_a_named_label_file_that_does_not_exist_is_an_error(tmp_path) -> None:
     cfg = SessionConfig(out=str(tmp_path / "s"), labels=str(tmp_path / "typo.json"))
     with pytest.raises(ValueError, match="no label file at"):
         ensure_labels(cfg, str(tmp_path))
+
+
+def test_recovery_demos_are_added_to_the_cached_data_and_older_caches_stay_valid(tmp_path) -> None:
+    stage = DataStage(demos_per_task=1, failures_per_task=0, prior=0, image_size=32, workers=1)
+    cfg = SessionConfig(out=str(tmp_path / "session"), data_stage=stage)
+    said: list[str] = []
+    data = ensure_data(cfg, said.append)
+    with open(os.path.join(cfg.out, ".stages", "data.json"), encoding="utf-8") as f:
+        assert "recovery_demos" not in json.load(f), "a cache made before the setting existed stays valid"
+    first = {p: os.path.getmtime(p) for p in list_episodes(data)}
+    more = dataclasses.replace(cfg, data_stage=dataclasses.replace(stage, recovery_demos=1))
+    ensure_data(more, said.append)
+    now = list_episodes(data)
+    added = sorted(os.path.basename(p) for p in set(now) - set(first))
+    assert added == ["backward_recovery_000000.npz", "forward_recovery_000000.npz"]
+    assert all(os.path.getmtime(p) == first[p] for p in first), "the demos already made are kept"
+    ensure_data(more, said.append)
+    assert said[-1].startswith("data: cached")
