@@ -87,7 +87,13 @@ from reset_free.controller import ControllerConfig
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic, write_with
 from robofume.bench.machine import machine_info
 from robofume.data.generate import KINDS, EpisodeJob, GenerateConfig, generate_dataset, plan_jobs
-from robofume.sim.mock_arm_env import ACTION_NAMES, PROPRIO_NAMES, MockArmConfig, MockArmEnv
+from robofume.sim.mock_arm_env import (
+    ACTION_NAMES,
+    OBJECT_PLACE_NAMES,
+    PROPRIO_NAMES,
+    MockArmConfig,
+    MockArmEnv,
+)
 from robofume.sim.tasks import other_task
 
 METHODS: tuple[str, ...] = (
@@ -587,7 +593,15 @@ def _online(
     env = make_env(cfg, "train")
     scene_resets = count_scene_resets(env)
     times = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
-    stats = {task: {"episodes": 0, "successes": 0, "already_done": 0} for task in ("forward", "backward")}
+    stats: dict[str, dict[str, Any]] = {
+        task: {
+            "episodes": 0,
+            "successes": 0,
+            "already_done": 0,
+            "failed_ends": dict.fromkeys(OBJECT_PLACE_NAMES, 0),
+        }
+        for task in ("forward", "backward")
+    }
     stats_explored = {task: {"episodes": 0, "successes": 0} for task in ("forward", "backward")}
     last_failed = {"forward": False, "backward": False}
     explore = cfg.explore_when == "always"  # no attempt has failed yet
@@ -652,6 +666,8 @@ def _online(
                 stats[env.task]["episodes"] += 1
                 stats[env.task]["successes"] += int(success and not early)
                 stats[env.task]["already_done"] += int(early)
+                if not success:  # where the failure left the object: the next attempt starts there
+                    stats[env.task]["failed_ends"][env.object_place()] += 1
                 stats_explored[env.task]["episodes"] += int(explore and not early)
                 stats_explored[env.task]["successes"] += int(explore and success and not early)
                 last_failed[env.task] = not success

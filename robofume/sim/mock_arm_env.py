@@ -158,10 +158,15 @@ BETWEEN_CLEARANCE = 0.01
 outside the bin's walls, so that neither task is already done and it never lands on a wall."""
 
 
+def _line_frame(start_xy: np.ndarray, target_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The line from the start square's centre to the bin's, and the unit vector across it."""
+    line = target_xy - start_xy
+    return line, np.array([-line[1], line[0]]) / max(float(np.linalg.norm(line)), 1e-9)
+
+
 def _between_xy(rng: np.random.Generator, start_xy: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
     """A table position between the start square and the bin, outside both (rejection sampling)."""
-    line = target_xy - start_xy
-    across = np.array([-line[1], line[0]]) / max(float(np.linalg.norm(line)), 1e-9)
+    line, across = _line_frame(start_xy, target_xy)
     square_half = START_REGION_HALF + BETWEEN_CLEARANCE
     bin_half = BIN_INNER_HALF + BIN_WALL_THICK + BETWEEN_CLEARANCE
     for _ in range(1000):
@@ -170,6 +175,10 @@ def _between_xy(rng: np.random.Generator, start_xy: np.ndarray, target_xy: np.nd
         if np.abs(xy - start_xy).max() > square_half and np.abs(xy - target_xy).max() > bin_half:
             return xy
     raise RuntimeError("no table position between the start square and the bin: they overlap")
+
+
+OBJECT_PLACE_NAMES: tuple[str, ...] = ("held", "square", "bin", "between", "beyond")
+"""What :meth:`MockArmEnv.object_place` reports."""
 
 
 def _band_offset(rng: np.random.Generator, band: tuple[float, float]) -> np.ndarray:
@@ -408,6 +417,23 @@ class MockArmEnv(gym.Env):
             return bool(inside and obj[2] < TABLE_TOP_Z + 0.008 + half + 0.015)
         rel = obj[:2] - self.start_pos()[:2]
         return bool(np.all(np.abs(rel) < START_REGION_HALF) and obj[2] < TABLE_TOP_Z + half + 0.01)
+
+    def object_place(self) -> str:
+        """Where the object is (``OBJECT_PLACE_NAMES``): ``held`` (touched by the gripper), in the start
+        ``square``, in the ``bin`` (over its floor), on the table ``between`` them (the region of
+        ``object_in="between"``), or ``beyond`` it; for diagnosing where a reset-free stream leaves it."""
+        if self.object_grasped():
+            return "held"
+        xy = self.object_pos()[:2]
+        start, target = self.start_pos()[:2], self.target_pos()[:2]
+        if np.abs(xy - start).max() < START_REGION_HALF:
+            return "square"
+        if np.abs(xy - target).max() < BIN_INNER_HALF:
+            return "bin"
+        line, across = _line_frame(start, target)
+        along = float(np.dot(xy - start, line) / max(float(np.dot(line, line)), 1e-12))
+        inside = BETWEEN_ALONG[0] <= along <= BETWEEN_ALONG[1]
+        return "between" if inside and abs(float(np.dot(xy - start, across))) <= BETWEEN_ACROSS else "beyond"
 
     def object_grasped(self) -> bool:
         """True while any gripper geom touches the object."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -254,3 +255,23 @@ def test_a_script_that_never_closes_its_env_exits_without_egl_tracebacks() -> No
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "rendered" in done.stdout, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "EGLError" not in done.stderr, done.stderr[-2000:]
+
+
+def test_object_place_names_where_the_object_lies() -> None:
+    from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
+
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    try:
+        places = {}
+        for object_in in ("start", "target", "between"):
+            env.reset(seed=1, options={"task": "forward", "layout_seed": 3, "object_in": object_in})
+            places[object_in] = env.object_place()
+        assert places == {"start": "square", "target": "bin", "between": "between"}
+        # far behind the start square, away from the bin: beyond the region recovery demos start in
+        q = env._obj_qadr
+        start, target = env.start_pos()[:2], env.target_pos()[:2]
+        env.data.qpos[q : q + 2] = start - 0.5 * (target - start)
+        mujoco.mj_forward(env.model, env.data)
+        assert env.object_place() == "beyond"
+    finally:
+        env.close()
