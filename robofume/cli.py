@@ -364,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--recovery-demos",
         type=int,
         default=0,
-        help="extra backward demos that start with the object just outside the start square, where "
-        "failed forward grasps push it, and put it back (default: 0)",
+        help="extra demos per task that start with the object on the table between the start square "
+        "and the bin, where a reset-free stream's failed grasps leave it (default: 0)",
     )
     gen.add_argument(
         "--prior", type=int, default=300, help="prior-data episodes of related tasks (default: 300)"
