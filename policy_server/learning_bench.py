@@ -176,8 +176,9 @@ class LearningBenchConfig:
     failures_per_task: int = 10
     prior: int = 300
     recovery_demos: int = 0
-    """Extra backward demos from the object just outside the start square, where failed forward
-    grasps push it (``GenerateConfig.recovery_demos``); 0: none, as in every run before 2026-12-02."""
+    """Extra demos per task from the object on the table between the start square and the bin, where
+    failed grasps leave it (``GenerateConfig.recovery_demos``); 0: none, as in every run before
+    2026-12-02."""
     data_seed: int = 0
     """Seed of the dataset (with ``demo_layout="new"`` one dataset serves every training seed)."""
     demo_layout: str = "train"
