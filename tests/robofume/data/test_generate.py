@@ -185,27 +185,17 @@ def test_recovery_demos_start_between_square_and_bin_and_finish_the_task(tmp_pat
         ("demos", task, "between", f"{task}_recovery_000000.npz") for task in ("forward", "backward")
     ]
     assert len({j.seed for j in jobs}) == len(jobs)
+    plain_demo = next(j for j in jobs if j.object_in is None)
     (tmp_path / "demos").mkdir()
     try:
-        for job in recovery:
-            result = gen.run_job(job, cfg.image_size, cfg.max_episode_steps)
-            episode = load_episode(job.path)
-            # not done at the first frame (the object lay outside both regions), done at the end
-            assert result["success"] and episode.succeeded and not episode.success[0]
-            assert episode.metadata["object_in"] == "between"
+        results = [gen.run_job(job, cfg.image_size, cfg.max_episode_steps) for job in (*recovery, plain_demo)]
     finally:
         gen.close_cached_envs()
-    assert "object_in" not in load_episode(_first_demo(tmp_path, cfg)).metadata
+    for job, result in zip(recovery, results, strict=False):
+        episode = load_episode(job.path)
+        # not done at the first frame (the object lay outside both regions), done at the end
+        assert result["success"] and episode.succeeded and not episode.success[0]
+        assert episode.metadata["object_in"] == "between"
+    assert "object_in" not in load_episode(plain_demo.path).metadata
     with pytest.raises(ValueError, match="recovery_demos must be >= 0"):
         _cfg(tmp_path, recovery_demos=-1)
-
-
-def _first_demo(tmp_path, cfg: GenerateConfig) -> str:
-    from robofume.data import generate as gen
-
-    job = next(j for j in plan_jobs(cfg) if j.object_in is None)
-    try:
-        gen.run_job(job, cfg.image_size, cfg.max_episode_steps)
-    finally:
-        gen.close_cached_envs()
-    return job.path

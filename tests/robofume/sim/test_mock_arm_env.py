@@ -193,20 +193,6 @@ def test_object_band_puts_fresh_objects_at_the_edge_and_keeps_default_seeds() ->
         # the default placement draws exactly as before: same seed, same scene
         env.reset(seed=5, options={"task": "forward", "layout_seed": 3})
         np.testing.assert_allclose(env.object_pos(), default_pos)
-        # "between": on the table outside the start square and the bin, so neither task is done
-        from robofume.sim.scene import BIN_INNER_HALF, START_REGION_HALF
-
-        for seed in range(8):
-            for task in ("forward", "backward"):
-                env.reset(seed=seed, options={"task": task, "layout_seed": 3, "object_in": "between"})
-                obj = env.object_pos()[:2]
-                assert np.abs(obj - env.start_pos()[:2]).max() > START_REGION_HALF
-                assert np.abs(obj - env.target_pos()[:2]).max() > BIN_INNER_HALF
-                assert not env.is_success("forward") and not env.is_success("backward")
-        with pytest.raises(ValueError, match="object_in"):
-            env.reset(seed=0, options={"object_in": "nowhere"})
-        with pytest.raises(ValueError, match="object_band applies"):
-            env.reset(seed=0, options={"object_in": "between", "object_band": EDGE_BAND})
         for bad in ((0.05, 0.04), (0.0, 0.2), "far", (1,)):
             with pytest.raises(ValueError, match="object_band"):
                 env.reset(seed=0, options={"object_band": bad})
@@ -255,6 +241,27 @@ def test_a_script_that_never_closes_its_env_exits_without_egl_tracebacks() -> No
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "rendered" in done.stdout, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "EGLError" not in done.stderr, done.stderr[-2000:]
+
+
+def test_object_in_between_puts_the_object_outside_the_square_and_the_bin() -> None:
+    from robofume.sim.mock_arm_env import EDGE_BAND, MockArmConfig, MockArmEnv
+    from robofume.sim.scene import BIN_INNER_HALF, START_REGION_HALF
+
+    env = MockArmEnv(MockArmConfig(image_size=0))
+    try:
+        for seed in range(8):
+            for task in ("forward", "backward"):
+                env.reset(seed=seed, options={"task": task, "layout_seed": 3, "object_in": "between"})
+                obj = env.object_pos()[:2]
+                assert np.abs(obj - env.start_pos()[:2]).max() > START_REGION_HALF
+                assert np.abs(obj - env.target_pos()[:2]).max() > BIN_INNER_HALF
+                assert not env.is_success("forward") and not env.is_success("backward")
+        with pytest.raises(ValueError, match="object_in"):
+            env.reset(seed=0, options={"object_in": "nowhere"})
+        with pytest.raises(ValueError, match="object_band applies"):
+            env.reset(seed=0, options={"object_in": "between", "object_band": EDGE_BAND})
+    finally:
+        env.close()
 
 
 def test_object_place_names_where_the_object_lies() -> None:
