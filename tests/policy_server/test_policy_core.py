@@ -279,7 +279,7 @@ def test_each_version_is_built_from_its_own_config_and_swapped_under_load(tmp_pa
     server.start()
     try:
         time.sleep(0.05)
-        delay["s"], building = 0.3, threading.Event()
+        delay["s"], building = 1.0, threading.Event()
         w2 = _publish_net(store, hidden=24, seed=2, step=2)
         core.start_watcher(interval_s=0.02)
         assert building.wait(5)
@@ -295,7 +295,7 @@ def test_each_version_is_built_from_its_own_config_and_swapped_under_load(tmp_pa
     versions = [v for v, _, _ in log]
     assert set(versions) == {1, 2} and versions == sorted(versions)
     assert all(action is not None for _, _, action in log), "every control step got an action"
-    assert max(dt for _, dt, _ in log) < 0.2, "no request waited for the 300 ms build"
+    assert max(dt for _, dt, _ in log) < 0.5, "no request waited for the 1 s build"
     reference = {1: _net_expected(16, w1, req), 2: _net_expected(24, w2, req)}
     for v, _, action in log:
         np.testing.assert_allclose(action, reference[v], rtol=1e-5, atol=1e-5)
