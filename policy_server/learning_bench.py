@@ -122,7 +122,7 @@ EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 """Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
 _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout",
-                          "bc_warmup_steps", "recovery_demos")  # fmt: skip
+                          "bc_warmup_steps", "recovery_demos", "recovery_region")  # fmt: skip
 """Bench settings that only shape the offline data or what is learnt from it (the BC warm-up on the
 demos); ignored when merging a run that loads none."""
 _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
@@ -179,6 +179,8 @@ class LearningBenchConfig:
     """Extra demos per task from the object on the table between the start square and the bin, where
     failed grasps leave it (``GenerateConfig.recovery_demos``); 0: none, as in every run before
     2026-12-02."""
+    recovery_region: str = "between"
+    """Where recovery demos start (``GenerateConfig.recovery_region``): ``between`` or ``table``."""
     data_seed: int = 0
     """Seed of the dataset (with ``demo_layout="new"`` one dataset serves every training seed)."""
     demo_layout: str = "train"
@@ -268,9 +270,12 @@ class LearningBenchConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("seed", "pretrain_steps", "bc_warmup_steps", "demos_per_task", "failures_per_task",
-                     "prior", "data_seed", "torch_threads", "online_critic_warmup_updates"):  # fmt: skip
+                     "prior", "data_seed", "torch_threads", "online_critic_warmup_updates",
+                     "recovery_demos"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.recovery_region not in ("between", "table"):
+            raise ValueError(f"recovery_region must be between or table, got {self.recovery_region!r}")
         if self.seed >= self.eval_seed_base:
             raise ValueError(f"seed {self.seed} must be below eval_seed_base {self.eval_seed_base}")
         if not 32 <= self.image_size <= 256:
@@ -386,6 +391,7 @@ class LearningBenchConfig:
             out=data_dir, demos_per_task=self.demos_per_task, failures_per_task=self.failures_per_task,
             prior=self.prior, image_size=self.image_size, max_episode_steps=self.max_episode_steps,
             seed=self.data_seed, workers=self.data_workers, resume=True, recovery_demos=self.recovery_demos,
+            recovery_region=self.recovery_region,
             layout_seed=self.seed if self.demo_layout == "train" else None,
         )  # fmt: skip
 
@@ -600,6 +606,7 @@ def _online(
             "successes": 0,
             "already_done": 0,
             "failed_ends": dict.fromkeys(OBJECT_PLACE_NAMES, 0),
+            "failed_end_coords": [],  # [along, across m] of each, in the square-to-bin line's frame
         }
         for task in ("forward", "backward")
     }
@@ -669,6 +676,8 @@ def _online(
                 stats[env.task]["already_done"] += int(early)
                 if not success:  # where the failure left the object: the next attempt starts there
                     stats[env.task]["failed_ends"][env.object_place()] += 1
+                    coords = [round(v, 3) for v in env.object_line_coords()]
+                    stats[env.task]["failed_end_coords"].append(coords)
                 stats_explored[env.task]["episodes"] += int(explore and not early)
                 stats_explored[env.task]["successes"] += int(explore and success and not early)
                 last_failed[env.task] = not success

@@ -73,6 +73,7 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         layout_seed=args.layout_seed,
         recovery_demos=args.recovery_demos,
+        recovery_region=args.recovery_region,
         workers=args.workers,
         resume=args.resume,
     )
@@ -366,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="extra demos per task that start with the object on the table between the start square "
         "and the bin, where a reset-free stream's failed grasps leave it (default: 0)",
+    )
+    gen.add_argument(
+        "--recovery-region",
+        choices=("between", "table"),  # RECOVERY_REGIONS, without importing MuJoCo for --help
+        default="between",
+        help="where recovery demos start: 'between' the square and the bin (±10 cm to the sides of "
+        "the line joining them) or anywhere on the 'table' within reach (default: between)",
     )
     gen.add_argument(
         "--prior", type=int, default=300, help="prior-data episodes of related tasks (default: 300)"

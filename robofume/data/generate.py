@@ -98,6 +98,10 @@ PRIOR_SCENES: tuple[PriorScene, ...] = (
 """Eight scenes that differ from the target scene in object, target or both."""
 
 
+RECOVERY_REGIONS: tuple[str, ...] = ("between", "table")
+"""Where recovery demos can start (``GenerateConfig.recovery_region``)."""
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     """What ``robofume data generate`` writes."""
@@ -120,6 +124,10 @@ class GenerateConfig:
     the bin, outside both (the mock's ``object_in="between"``), where failed grasps and drops leave
     it in a reset-free stream, and finish the task from there (forward: into the bin; backward:
     back to the square); files ``demos/<task>_recovery_*.npz``."""
+    recovery_region: str = "between"
+    """Where recovery demos start (the mock's ``object_in``): ``between`` (the strip from the start
+    square to the bin, ±``BETWEEN_ACROSS`` to its sides) or ``table`` (anywhere on the table the
+    gripper reaches, outside the square and the bin)."""
     workers: int = 2
     resume: bool = False
 
@@ -127,6 +135,10 @@ class GenerateConfig:
         for name in ("demos_per_task", "failures_per_task", "prior", "recovery_demos"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.recovery_region not in RECOVERY_REGIONS:
+            raise ValueError(
+                f"recovery_region must be one of {', '.join(RECOVERY_REGIONS)}, got {self.recovery_region!r}"
+            )
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.seed < 0:
@@ -206,7 +218,7 @@ def plan_jobs(cfg: GenerateConfig) -> list[EpisodeJob]:
             seq = np.random.SeedSequence([cfg.seed, _RECOVERY_CODE, TASK_NAMES.index(task), i])
             path = os.path.join(cfg.out, "demos", f"{task}_recovery_{i:06d}.npz")
             jobs.append(EpisodeJob("demos", task, i, path, int(seq.generate_state(1)[0]), -1, False,
-                                   cfg.demo_noise, None, cfg.layout_seed, "between"))  # fmt: skip
+                                   cfg.demo_noise, None, cfg.layout_seed, cfg.recovery_region))  # fmt: skip
     for i in range(cfg.prior):
         task = TASK_NAMES[i % 2]
         s = seed_of("prior", task, i)
@@ -371,6 +383,7 @@ EPISODE_SETTINGS: tuple[str, ...] = (
     "prior_noise_max",
     "seed",
     "layout_seed",
+    "recovery_region",
 )
 """Settings that shape every episode: a resumed dataset must keep them (the counts may grow)."""
 
@@ -381,6 +394,10 @@ def changed_settings(out: str, cfg: GenerateConfig) -> dict[str, object]:
     made = (_read_manifest(out) or {}).get("settings", {})
     if not isinstance(made, dict):
         return {}
+    if made.get("recovery_demos"):  # recovery demos made before the setting existed started "between"
+        made = {"recovery_region": "between", **made}
+    else:  # none made yet: any region may be added
+        made = {k: v for k, v in made.items() if k != "recovery_region"}
     return {k: made[k] for k in EPISODE_SETTINGS if k in made and made[k] != getattr(cfg, k)}
 
 

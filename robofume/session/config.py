@@ -37,6 +37,9 @@ class DataStage:
     recovery_demos: int = 0
     """Extra demos per task from the object lying between the start square and the bin, where a
     reset-free stream's failed grasps leave it (``robofume data generate --recovery-demos``)."""
+    recovery_region: str = "between"
+    """Where recovery demos start: ``between`` (the strip from the square to the bin) or ``table``
+    (anywhere within reach); ``robofume data generate --recovery-region``."""
 
 
 @dataclass
@@ -193,6 +196,12 @@ class SessionConfig:
             )
         if not 0 <= self.classifier.min_precision <= 1:
             raise SessionConfigError(f"min_precision must be in [0, 1], got {self.classifier.min_precision}")
+        d = self.data_stage
+        if d.recovery_demos < 0 or d.recovery_region not in ("between", "table"):
+            raise SessionConfigError(
+                "recovery_demos must be >= 0 and recovery_region between or table, got "
+                f"{d.recovery_demos} and {d.recovery_region!r}"
+            )
         if not self.online.duration_s > 0:
             raise SessionConfigError(f"duration must be > 0 s, got {self.online.duration_s}")
         scale = self.online.explore_std_scale

@@ -104,7 +104,9 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
     env_settings = mock_env_settings()
     settings = {**dataclasses.asdict(cfg.data_stage), "mock_env": env_settings}
     if not cfg.data_stage.recovery_demos:  # data cached before the setting existed stays valid
-        del settings["recovery_demos"]
+        del settings["recovery_demos"], settings["recovery_region"]  # (no recovery demos: no region)
+    elif cfg.data_stage.recovery_region == "between":  # likewise: the region's first and default value
+        del settings["recovery_region"]
     if _is_done(cfg, "data", settings):
         log(f"data: cached in {cfg.data_dir}")
         return cfg.data_dir
@@ -120,6 +122,7 @@ def ensure_data(cfg: SessionConfig, log: Log = print) -> str:
         seed=d.seed,
         layout_seed=mock_scene_seed(cfg) if d.at_workstation else None,
         recovery_demos=d.recovery_demos,
+        recovery_region=d.recovery_region,
         workers=d.workers,
     )
     made_with = read_env_settings(cfg.data_dir)

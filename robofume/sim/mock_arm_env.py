@@ -143,7 +143,7 @@ class MockArmConfig:
             )
 
 
-OBJECT_PLACES: tuple[str, ...] = ("start", "target", "between")
+OBJECT_PLACES: tuple[str, ...] = ("start", "target", "between", "table")
 """Where a fresh scene can put the object (the ``object_in`` reset option)."""
 
 BETWEEN_ALONG: tuple[float, float] = (-0.15, 1.15)
@@ -156,6 +156,11 @@ BETWEEN_ACROSS = 0.1
 BETWEEN_CLEARANCE = 0.01
 """``object_in="between"``: the object's centre stays this far (m) outside the start square and
 outside the bin's walls, so that neither task is already done and it never lands on a wall."""
+
+
+TABLE_REACH_MARGIN = 0.03
+"""``object_in="table"``: the object's centre lies at least this far (m) inside the workspace's x-y
+box, so that the gripper, whose pinch point the workspace bounds, can close around it."""
 
 
 def _line_frame(start_xy: np.ndarray, target_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +182,25 @@ def _between_xy(rng: np.random.Generator, start_xy: np.ndarray, target_xy: np.nd
     raise RuntimeError("no table position between the start square and the bin: they overlap")
 
 
-OBJECT_PLACE_NAMES: tuple[str, ...] = ("held", "square", "bin", "between", "beyond")
+def _table_xy(
+    rng: np.random.Generator,
+    start_xy: np.ndarray,
+    target_xy: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> np.ndarray:
+    """A table position anywhere the gripper reaches (the workspace's x-y box less
+    ``TABLE_REACH_MARGIN``), outside the start square and the bin (rejection sampling)."""
+    square_half = START_REGION_HALF + BETWEEN_CLEARANCE
+    bin_half = BIN_INNER_HALF + BIN_WALL_THICK + BETWEEN_CLEARANCE
+    for _ in range(1000):
+        xy = rng.uniform(low + TABLE_REACH_MARGIN, high - TABLE_REACH_MARGIN)
+        if np.abs(xy - start_xy).max() > square_half and np.abs(xy - target_xy).max() > bin_half:
+            return xy
+    raise RuntimeError("no table position within reach outside the start square and the bin")
+
+
+OBJECT_PLACE_NAMES: tuple[str, ...] = ("held", "square", "bin", "between", "beyond", "out_of_reach")
 """What :meth:`MockArmEnv.object_place` reports."""
 
 
@@ -262,7 +285,8 @@ class MockArmEnv(gym.Env):
         ``home_arm`` (with ``keep_scene``: first drive the arm home, see :meth:`move_home`),
         ``object_in`` ("start" or "target": where a fresh scene puts the object, default per task; or
         "between": on the table between the start square and the bin, outside both, where a
-        reset-free stream drops or pushes it, see ``BETWEEN_*``),
+        reset-free stream drops or pushes it, see ``BETWEEN_*``; or "table": anywhere on the table the
+        gripper reaches, outside both, see ``TABLE_REACH_MARGIN``),
         ``layout_seed`` (a fresh scene's fixtures, the target and start-region positions, come from this
         seed instead of ``seed``: scenes with the same ``layout_seed`` share one workstation layout and
         differ in the object's pose), ``object_band`` ((near, far) in m: a fresh scene puts the object
@@ -418,10 +442,20 @@ class MockArmEnv(gym.Env):
         rel = obj[:2] - self.start_pos()[:2]
         return bool(np.all(np.abs(rel) < START_REGION_HALF) and obj[2] < TABLE_TOP_Z + half + 0.01)
 
+    def object_line_coords(self) -> tuple[float, float]:
+        """The object's position in the frame of the line from the start square's centre to the bin's:
+        how far along it (0: the square's centre, 1: the bin's) and how far to its side (m, signed)."""
+        xy = self.object_pos()[:2]
+        start, target = self.start_pos()[:2], self.target_pos()[:2]
+        line, across = _line_frame(start, target)
+        along = float(np.dot(xy - start, line) / max(float(np.dot(line, line)), 1e-12))
+        return along, float(np.dot(xy - start, across))
+
     def object_place(self) -> str:
         """Where the object is (``OBJECT_PLACE_NAMES``): ``held`` (touched by the gripper), in the start
         ``square``, in the ``bin`` (over its floor), on the table ``between`` them (the region of
-        ``object_in="between"``), or ``beyond`` it; for diagnosing where a reset-free stream leaves it."""
+        ``object_in="between"``), ``beyond`` it but within the gripper's reach, or ``out_of_reach``
+        (its centre outside the workspace's x-y box); for diagnosing where a reset-free stream leaves it."""
         if self.object_grasped():
             return "held"
         xy = self.object_pos()[:2]
@@ -430,10 +464,11 @@ class MockArmEnv(gym.Env):
             return "square"
         if np.abs(xy - target).max() < BIN_INNER_HALF:
             return "bin"
-        line, across = _line_frame(start, target)
-        along = float(np.dot(xy - start, line) / max(float(np.dot(line, line)), 1e-12))
+        if np.any(xy < self._ws_low[:2]) or np.any(xy > self._ws_high[:2]):
+            return "out_of_reach"
+        along, across = self.object_line_coords()
         inside = BETWEEN_ALONG[0] <= along <= BETWEEN_ALONG[1]
-        return "between" if inside and abs(float(np.dot(xy - start, across))) <= BETWEEN_ACROSS else "beyond"
+        return "between" if inside and abs(across) <= BETWEEN_ACROSS else "beyond"
 
     def object_grasped(self) -> bool:
         """True while any gripper geom touches the object."""
@@ -520,8 +555,8 @@ class MockArmEnv(gym.Env):
     ) -> None:
         if object_in not in OBJECT_PLACES:
             raise ValueError(f"object_in must be one of {', '.join(OBJECT_PLACES)}, got {object_in!r}")
-        if object_in == "between" and band is not None:
-            raise ValueError("object_band applies to object_in 'start' or 'target', not 'between'")
+        if object_in in ("between", "table") and band is not None:
+            raise ValueError(f"object_band applies to object_in 'start' or 'target', not {object_in!r}")
         rng = self.np_random
         layout_rng = rng if layout_seed is None else np.random.default_rng(int(layout_seed))
         cfg = self.config
@@ -535,6 +570,9 @@ class MockArmEnv(gym.Env):
         offset = rng.uniform(-spread, spread, 2) if band is None else _band_offset(rng, band)
         if object_in == "between":
             xy = _between_xy(rng, start_xy, target_xy)
+            z = TABLE_TOP_Z + half
+        elif object_in == "table":
+            xy = _table_xy(rng, start_xy, target_xy, self._ws_low[:2], self._ws_high[:2])
             z = TABLE_TOP_Z + half
         elif object_in == "start":
             xy = start_xy + offset

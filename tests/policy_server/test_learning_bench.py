@@ -60,7 +60,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
             assert counts["successes"] + counts["already_done"] <= counts["episodes"]
             # every failed attempt says where it left the object
             failed = counts["episodes"] - counts["successes"] - counts["already_done"]
-            assert sum(counts["failed_ends"].values()) == failed
+            assert sum(counts["failed_ends"].values()) == failed == len(counts["failed_end_coords"])
         with ReplayBuffer.open(m["run_dir"] + "/buffer", readonly=True) as buf:
             assert len(buf.valid_indices("online")) == cfg.online_steps == m["buffer"]["online_transitions"]
             assert len(buf.valid_indices("offline")) == m["buffer"]["offline_transitions"]

@@ -104,6 +104,15 @@ def test_learner_flags_override_the_run_config(tmp_path) -> None:
     assert tuple(choices) == ACTOR_OBJECTIVES
 
 
+def test_data_generate_offers_every_recovery_region() -> None:
+    from robofume.cli import build_parser
+    from robofume.data.generate import RECOVERY_REGIONS
+
+    generate = dict(_all_parsers(build_parser()))[("data", "generate")]
+    choices = next(a.choices for a in generate._actions if a.dest == "recovery_region")
+    assert tuple(choices) == RECOVERY_REGIONS
+
+
 def test_console_script_is_installed() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "robofume.cli", "data", "generate", "--help"],

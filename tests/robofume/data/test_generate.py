@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -199,3 +200,39 @@ def test_recovery_demos_start_between_square_and_bin_and_finish_the_task(tmp_pat
     assert "object_in" not in load_episode(plain_demo.path).metadata
     with pytest.raises(ValueError, match="recovery_demos must be >= 0"):
         _cfg(tmp_path, recovery_demos=-1)
+
+
+def test_recovery_demos_from_anywhere_on_the_table_finish_the_task_and_keep_their_region(tmp_path) -> None:
+    cfg = _cfg(tmp_path / "d", prior=0, failures_per_task=0, demos_per_task=0, layout_seed=3,
+               recovery_demos=1, recovery_region="table", max_episode_steps=100)  # fmt: skip
+    jobs = plan_jobs(cfg)
+    assert [(j.task, j.object_in) for j in jobs] == [("forward", "table"), ("backward", "table")]
+    # the same seeds as "between" recovery demos: only where the object starts differs
+    between = plan_jobs(dataclasses.replace(cfg, recovery_region="between"))
+    assert [j.seed for j in jobs] == [j.seed for j in between]
+    generate_dataset(cfg, progress=False)
+    for path in list_episodes(tmp_path / "d"):
+        episode = load_episode(path)
+        assert episode.metadata["object_in"] == "table"
+        assert episode.succeeded and not episode.success[0]
+    before = {p: os.path.getmtime(p) for p in list_episodes(tmp_path / "d")}
+    with pytest.raises(ValueError, match="made with recovery_region table"):
+        generate_dataset(dataclasses.replace(cfg, recovery_region="between", resume=True), progress=False)
+    # a manifest from before the setting existed made its recovery demos "between"
+    manifest = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    del manifest["settings"]["recovery_region"]
+    (tmp_path / "d" / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="made with recovery_region between"):
+        generate_dataset(dataclasses.replace(cfg, resume=True), progress=False)
+    assert {p: os.path.getmtime(p) for p in list_episodes(tmp_path / "d")} == before
+    with pytest.raises(ValueError, match="recovery_region must be one of between, table, got 'floor'"):
+        _cfg(tmp_path, recovery_region="floor")
+
+
+def test_recovery_demos_of_any_region_can_be_added_to_a_dataset_without_any(tmp_path) -> None:
+    from robofume.data.generate import changed_settings
+
+    cfg = _cfg(tmp_path, prior=0, failures_per_task=0)
+    (tmp_path / "dataset.json").write_text(json.dumps({"settings": dataclasses.asdict(cfg)}))
+    more = dataclasses.replace(cfg, recovery_demos=2, recovery_region="table")
+    assert changed_settings(str(tmp_path), more) == {}

@@ -120,3 +120,12 @@ def test_recovery_demos_are_added_to_the_cached_data_and_older_caches_stay_valid
     assert all(os.path.getmtime(p) == first[p] for p in first), "the demos already made are kept"
     ensure_data(more, said.append)
     assert said[-1].startswith("data: cached")
+    # another region: the recovery demos made "between" must not mix with new ones; made again
+    table_stage = dataclasses.replace(more.data_stage, recovery_region="table")
+    table = dataclasses.replace(more, data_stage=table_stage)
+    ensure_data(table, said.append)
+    assert any("made with recovery_region between" in line for line in said)
+    assert {load_episode(p).metadata.get("object_in") for p in list_episodes(data)} == {None, "table"}
+    with pytest.raises(SessionConfigError, match="recovery_region between or table, got 1 and 'floor'"):
+        floor = dataclasses.replace(table_stage, recovery_region="floor")
+        dataclasses.replace(table, data_stage=floor).validate()

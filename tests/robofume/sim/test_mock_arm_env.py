@@ -264,6 +264,32 @@ def test_object_in_between_puts_the_object_outside_the_square_and_the_bin() -> N
         env.close()
 
 
+def test_object_in_table_puts_the_object_within_reach_outside_the_square_and_the_bin() -> None:
+    from robofume.sim.mock_arm_env import EDGE_BAND, TABLE_REACH_MARGIN, MockArmConfig, MockArmEnv
+    from robofume.sim.scene import BIN_INNER_HALF, START_REGION_HALF
+
+    cfg = MockArmConfig(image_size=0)
+    low = np.array(cfg.workspace_low[:2]) + TABLE_REACH_MARGIN
+    high = np.array(cfg.workspace_high[:2]) - TABLE_REACH_MARGIN
+    env = MockArmEnv(cfg)
+    try:
+        spots = []
+        for seed in range(20):
+            env.reset(seed=seed, options={"task": "forward", "layout_seed": 3, "object_in": "table"})
+            obj = env.object_pos()[:2]
+            assert np.all(obj > low - 0.005) and np.all(obj < high + 0.005)  # settling moves it a little
+            assert np.abs(obj - env.start_pos()[:2]).max() > START_REGION_HALF
+            assert np.abs(obj - env.target_pos()[:2]).max() > BIN_INNER_HALF
+            assert not env.is_success("forward") and not env.is_success("backward")
+            spots.append(env.object_line_coords())
+        # wider than the "between" strip: some spots lie more than 10 cm to a side of the line
+        assert max(abs(across) for _along, across in spots) > 0.12
+        with pytest.raises(ValueError, match=r"object_band applies .* not 'table'"):
+            env.reset(seed=0, options={"object_in": "table", "object_band": EDGE_BAND})
+    finally:
+        env.close()
+
+
 def test_object_place_names_where_the_object_lies() -> None:
     from robofume.sim.mock_arm_env import MockArmConfig, MockArmEnv
 
@@ -280,5 +306,11 @@ def test_object_place_names_where_the_object_lies() -> None:
         env.data.qpos[q : q + 2] = start - 0.5 * (target - start)
         mujoco.mj_forward(env.model, env.data)
         assert env.object_place() == "beyond"
+        along, across = env.object_line_coords()
+        assert along == pytest.approx(-0.5, abs=0.01) and across == pytest.approx(0.0, abs=0.01)
+        # off the side of the workspace: no gripper pose reaches it
+        env.data.qpos[q : q + 2] = [env.config.workspace_low[0] - 0.05, start[1]]
+        mujoco.mj_forward(env.model, env.data)
+        assert env.object_place() == "out_of_reach"
     finally:
         env.close()
