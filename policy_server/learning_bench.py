@@ -80,7 +80,7 @@ from tqdm import tqdm
 
 from policy_server.calql import Agent, AgentConfig
 from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torch, resolve_device
-from policy_server.networks import AgentNetworks, NetworkConfig
+from policy_server.networks import ENCODER_HEADS, AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer, payload_sha256
 from policy_server.weights import WeightStore, load_into
 from reset_free.controller import ControllerConfig
@@ -191,6 +191,8 @@ class LearningBenchConfig:
     hidden_dim: int = 256
     feature_dim: int = 64
     encoder_channels: int = 32
+    encoder_head: str = "flatten"
+    """The image encoder's head (``NetworkConfig.encoder_head``): ``flatten`` or ``spatial_softmax``."""
     gamma: float = 0.97
     cql_alpha: float = 1.0
     cql_num_actions: int = 4
@@ -255,6 +257,9 @@ class LearningBenchConfig:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; expected one of: {', '.join(RECIPES)}")
+        if self.encoder_head not in ENCODER_HEADS:
+            heads = ", ".join(ENCODER_HEADS)
+            raise ValueError(f"encoder_head must be one of {heads}, got {self.encoder_head!r}")
         if not 0.0 <= self.acting_average_tau <= 1.0:
             raise ValueError(f"acting_average_tau must be in [0, 1], got {self.acting_average_tau}")
         if self.stream not in STREAMS:
@@ -352,7 +357,8 @@ class LearningBenchConfig:
         """The agent's network shapes."""
         return NetworkConfig(
             image_size=self.image_size, proprio_dim=len(PROPRIO_NAMES), action_dim=len(ACTION_NAMES),
-            encoder_channels=self.encoder_channels, feature_dim=self.feature_dim, hidden_dim=self.hidden_dim,
+            encoder_channels=self.encoder_channels, encoder_head=self.encoder_head,
+            feature_dim=self.feature_dim, hidden_dim=self.hidden_dim,
         )  # fmt: skip
 
     def learner_config(self, method: str) -> LearnerConfig:

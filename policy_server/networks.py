@@ -17,6 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+ENCODER_HEADS: tuple[str, ...] = ("flatten", "spatial_softmax")
+"""The image encoder's heads (``NetworkConfig.encoder_head``)."""
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -30,6 +33,11 @@ class NetworkConfig:
     task_embed_dim: int = 0
     """0: one-hot task ids; > 0: a (num_tasks, task_embed_dim) text-embedding table."""
     encoder_channels: int = 32
+    encoder_head: str = "flatten"
+    """How the encoder turns its conv maps into features: ``flatten`` (a linear layer over the
+    flattened 5x5 maps, DrQ/SERL style) or ``spatial_softmax`` (conv strides 2, 2, 1, 1 keep an 11x11
+    map at 64 px; each channel becomes the expected image x-y of its softmax, a keypoint, as in
+    Levine et al. 2016 and robomimic; built for locating an object wherever it lies)."""
     feature_dim: int = 64
     hidden_dim: int = 128
     """Width of the actor's and each critic's two hidden layers. 128, not the 256 of SERL/RLPD: the
@@ -45,6 +53,9 @@ class NetworkConfig:
         for name in ("proprio_dim", "action_dim", "num_tasks", "feature_dim", "hidden_dim", "num_critics"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.encoder_head not in ENCODER_HEADS:
+            heads = ", ".join(ENCODER_HEADS)
+            raise ValueError(f"encoder_head must be one of {heads}, got {self.encoder_head!r}")
 
     @property
     def task_dim(self) -> int:
@@ -52,21 +63,54 @@ class NetworkConfig:
         return self.task_embed_dim or self.num_tasks
 
 
+class SpatialSoftmax(nn.Module):
+    """(B, C, H, W) maps -> (B, 2C): per channel, the expected x-y (in [-1, 1]) under a softmax over
+    its map, with a learned temperature (a keypoint per channel)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij"
+        )
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], dim=1))
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """Keypoint coordinates of a batch of conv maps."""
+        attention = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
+        return (attention @ self.grid).flatten(1)
+
+
 class ImageEncoder(nn.Module):
-    """uint8 (B, H, W, 3) frames -> (B, feature_dim) features: a small strided CNN (DrQ/SERL style)."""
+    """uint8 (B, H, W, 3) frames -> (B, feature_dim) features: a small CNN (DrQ/SERL style) with a
+    flatten or a spatial-softmax head (``NetworkConfig.encoder_head``)."""
 
     def __init__(self, cfg: NetworkConfig) -> None:
         super().__init__()
         c = cfg.encoder_channels
         self.image_size = cfg.image_size
-        self.convs = nn.Sequential(
-            nn.Conv2d(3, c, 3, stride=2), nn.ReLU(),
-            nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
-            nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
-            nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
-        )  # fmt: skip
+        if cfg.encoder_head == "spatial_softmax":
+            self.convs = nn.Sequential(
+                nn.Conv2d(3, c, 3, stride=2), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=1),
+            )  # fmt: skip
+        else:
+            self.convs = nn.Sequential(
+                nn.Conv2d(3, c, 3, stride=2), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
+            )  # fmt: skip
         with torch.no_grad():
-            flat = self.convs(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).numel()
+            maps = self.convs(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+        if cfg.encoder_head == "spatial_softmax":
+            self.pool: nn.Module = SpatialSoftmax(maps.shape[-2], maps.shape[-1])
+            flat = 2 * c
+        else:
+            self.pool = nn.Flatten(1)
+            flat = maps.numel()
         self.head = nn.Sequential(nn.Linear(flat, cfg.feature_dim), nn.LayerNorm(cfg.feature_dim), nn.Tanh())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -74,7 +118,7 @@ class ImageEncoder(nn.Module):
         x = images.permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="area")
-        return self.head(self.convs(x).flatten(1))
+        return self.head(self.pool(self.convs(x)))
 
 
 class TaskEmbedding(nn.Module):

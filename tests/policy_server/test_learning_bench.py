@@ -382,3 +382,11 @@ def test_a_small_average_acts_near_the_pre_trained_policy_while_the_learner_move
     assert moved > 1e-4 and drift < 1e-3 * moved
     assert all(torch.equal(published[f"actor.{k}"], copy[k]) for k in keys)
     assert all(torch.equal(checkpoint[f"avg.actor.{k}"], copy[k]) for k in keys)
+
+
+def test_encoder_head_reaches_the_networks_and_is_validated() -> None:
+    cfg = LearningBenchConfig.quick(encoder_head="spatial_softmax")
+    assert cfg.network_config().encoder_head == "spatial_softmax"
+    assert LearningBenchConfig.quick().network_config().encoder_head == "flatten"
+    with pytest.raises(ValueError, match="encoder_head must be one of flatten, spatial_softmax, got 'pool'"):
+        LearningBenchConfig.quick(encoder_head="pool")

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from policy_server.networks import AgentNetworks, NetworkConfig, TanhGaussianActor
+from policy_server.networks import (
+    AgentNetworks,
+    ImageEncoder,
+    NetworkConfig,
+    SpatialSoftmax,
+    TanhGaussianActor,
+)
 
 
 def _obs(b: int = 4, size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,6 +113,39 @@ def test_soft_update_moves_targets_toward_online() -> None:
 def test_bad_config_rejected() -> None:
     with pytest.raises(ValueError, match="image_size"):
         NetworkConfig(image_size=16)
+    with pytest.raises(ValueError, match="encoder_head must be one of flatten, spatial_softmax, got 'pool'"):
+        NetworkConfig(encoder_head="pool")
+
+
+def test_spatial_softmax_finds_each_channels_peak() -> None:
+    maps = torch.zeros(1, 2, 11, 11)
+    maps[0, 0, 2, 8] = 50.0  # row 2 (y), column 8 (x)
+    maps[0, 1, 10, 0] = 50.0
+    keypoints = SpatialSoftmax(11, 11)(maps).view(2, 2)
+    step = 2.0 / 10
+    torch.testing.assert_close(
+        keypoints[0], torch.tensor([-1.0 + 8 * step, -1.0 + 2 * step]), atol=1e-3, rtol=0
+    )
+    torch.testing.assert_close(keypoints[1], torch.tensor([-1.0, 1.0]), atol=1e-3, rtol=0)
+
+
+def test_spatial_softmax_encoder_tracks_where_a_spot_is() -> None:
+    torch.manual_seed(0)
+    cfg = NetworkConfig(image_size=64, encoder_head="spatial_softmax")
+    encoder = ImageEncoder(cfg)
+    frames = torch.zeros(2, 64, 64, 3, dtype=torch.uint8)
+    frames[0, 8:14, 8:14] = 255
+    frames[1, 48:54, 40:46] = 255
+    features = encoder(frames)
+    assert features.shape == (2, cfg.feature_dim)
+    with torch.no_grad():
+        encoder.pool.log_temperature.fill_(math.log(0.01))  # sharp: each keypoint at its map's peak
+        keypoints = encoder.pool(encoder.convs(frames.permute(0, 3, 1, 2).float() / 255.0)).view(2, -1, 2)
+    assert keypoints.shape == (2, cfg.encoder_channels, 2) and keypoints.abs().max() <= 1.0
+    shift = (keypoints[1] - keypoints[0]).mean(0)  # the spot moved right (x) and down (y)
+    assert shift[0] > 0.1 and shift[1] > 0.1, shift
+    nets = AgentNetworks(cfg)
+    assert "encoder.pool.grid" in nets.state_dict()  # saved with the weights (safetensors)
 
 
 def test_policy_server_factory_round_trip_through_weight_store(tmp_path) -> None:
@@ -115,7 +154,7 @@ def test_policy_server_factory_round_trip_through_weight_store(tmp_path) -> None
     from policy_server.networks import build_policy_from_config
     from policy_server.weights import WeightStore, load_into
 
-    cfg = NetworkConfig(image_size=32, task_embed_dim=8)
+    cfg = NetworkConfig(image_size=32, task_embed_dim=8, encoder_head="spatial_softmax")
     nets = AgentNetworks(cfg, text_embeddings=torch.randn(2, 8))
     store = WeightStore(tmp_path)
     version = store.publish(nets.state_dict(), {"network": asdict(cfg)}, step=3)
