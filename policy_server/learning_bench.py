@@ -176,9 +176,9 @@ class LearningBenchConfig:
     failures_per_task: int = 10
     prior: int = 300
     recovery_demos: int = 0
-    """Extra demos per task from the object on the table between the start square and the bin, where
-    failed grasps leave it (``GenerateConfig.recovery_demos``); 0: none, as in every run before
-    2026-12-02."""
+    """Extra demos per task from the object on the table outside the start square and the bin (where
+    ``recovery_region`` says), where failed grasps leave it (``GenerateConfig.recovery_demos``); 0:
+    none, as in every run before 2026-12-02."""
     recovery_region: str = "between"
     """Where recovery demos start (``GenerateConfig.recovery_region``): ``between`` or ``table``."""
     data_seed: int = 0

@@ -365,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--recovery-demos",
         type=int,
         default=0,
-        help="extra demos per task that start with the object on the table between the start square "
-        "and the bin, where a reset-free stream's failed grasps leave it (default: 0)",
+        help="extra demos per task that start with the object on the table outside the start square "
+        "and the bin (see --recovery-region), where a reset-free stream's failed grasps leave it "
+        "(default: 0)",
     )
     gen.add_argument(
         "--recovery-region",

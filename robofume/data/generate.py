@@ -120,9 +120,9 @@ class GenerateConfig:
     mock's ``layout_seed`` reset option), as a user records demos at the robot's own workstation;
     None: each episode draws its own layout. Prior episodes always draw their own."""
     recovery_demos: int = 0
-    """Extra demos per task that start with the object on the table between the start square and
-    the bin, outside both (the mock's ``object_in="between"``), where failed grasps and drops leave
-    it in a reset-free stream, and finish the task from there (forward: into the bin; backward:
+    """Extra demos per task that start with the object on the table outside the start square and the
+    bin (where ``recovery_region`` says: the mock's ``object_in``), where failed grasps and drops
+    leave it in a reset-free stream, and finish the task from there (forward: into the bin; backward:
     back to the square); files ``demos/<task>_recovery_*.npz``."""
     recovery_region: str = "between"
     """Where recovery demos start (the mock's ``object_in``): ``between`` (the strip from the start

@@ -35,8 +35,9 @@ class DataStage:
     """Record the demos and failures at the mock arm's workstation layout (its scene seed), as a
     user records demos at the robot; prior data spans many layouts and scenes either way."""
     recovery_demos: int = 0
-    """Extra demos per task from the object lying between the start square and the bin, where a
-    reset-free stream's failed grasps leave it (``robofume data generate --recovery-demos``)."""
+    """Extra demos per task from the object lying on the table outside the start square and the bin
+    (see ``recovery_region``), where a reset-free stream's failed grasps leave it (``robofume data
+    generate --recovery-demos``)."""
     recovery_region: str = "between"
     """Where recovery demos start: ``between`` (the strip from the square to the bin) or ``table``
     (anywhere within reach); ``robofume data generate --recovery-region``."""
