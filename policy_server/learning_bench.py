@@ -86,7 +86,14 @@ from policy_server.weights import WeightStore, load_into
 from reset_free.controller import ControllerConfig
 from robofume.atomic_io import ensure_writable_dir, write_json_atomic, write_with
 from robofume.bench.machine import machine_info
-from robofume.data.generate import KINDS, EpisodeJob, GenerateConfig, generate_dataset, plan_jobs
+from robofume.data.generate import (
+    KINDS,
+    RECOVERY_REGIONS,
+    EpisodeJob,
+    GenerateConfig,
+    generate_dataset,
+    plan_jobs,
+)
 from robofume.sim.mock_arm_env import (
     ACTION_NAMES,
     OBJECT_PLACE_NAMES,
@@ -279,8 +286,9 @@ class LearningBenchConfig:
                      "recovery_demos"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.recovery_region not in ("between", "table"):
-            raise ValueError(f"recovery_region must be between or table, got {self.recovery_region!r}")
+        if self.recovery_region not in RECOVERY_REGIONS:
+            regions = ", ".join(RECOVERY_REGIONS)
+            raise ValueError(f"recovery_region must be one of {regions}, got {self.recovery_region!r}")
         if self.seed >= self.eval_seed_base:
             raise ValueError(f"seed {self.seed} must be below eval_seed_base {self.eval_seed_base}")
         if not 32 <= self.image_size <= 256:

@@ -89,23 +89,17 @@ class ImageEncoder(nn.Module):
         super().__init__()
         c = cfg.encoder_channels
         self.image_size = cfg.image_size
-        if cfg.encoder_head == "spatial_softmax":
-            self.convs = nn.Sequential(
-                nn.Conv2d(3, c, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=1),
-            )  # fmt: skip
-        else:
-            self.convs = nn.Sequential(
-                nn.Conv2d(3, c, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=1), nn.ReLU(),
-            )  # fmt: skip
+        keypoints = cfg.encoder_head == "spatial_softmax"
+        strides = (2, 2, 1, 1) if keypoints else (2, 2, 2, 1)
+        layers: list[nn.Module] = []
+        for i, stride in enumerate(strides):
+            layers += [nn.Conv2d(3 if i == 0 else c, c, 3, stride=stride), nn.ReLU()]
+        if keypoints:  # the softmax needs the raw maps: no ReLU after the last conv
+            layers.pop()
+        self.convs = nn.Sequential(*layers)
         with torch.no_grad():
             maps = self.convs(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
-        if cfg.encoder_head == "spatial_softmax":
+        if keypoints:
             self.pool: nn.Module = SpatialSoftmax(maps.shape[-2], maps.shape[-1])
             flat = 2 * c
         else:
