@@ -357,17 +357,18 @@ class Agent:
         self.alpha_opt.step()
         stats["losses/actor"], stats["charts/entropy"] = actor_loss.detach(), -log_prob.detach().mean()
 
-    def bc_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def bc_update(self, batch: dict[str, torch.Tensor], imitate_prior: bool = False) -> dict[str, float]:
         """One behaviour-cloning step of encoder + actor on frames randomly shifted: MSE of the actor's
         mean action to the data action, plus the spread pulled to ``bc_std``, over the transitions
-        :func:`imitation_returns` keeps. Needs frames."""
+        :func:`imitation_returns` keeps (with ``imitate_prior``, successful prior episodes too).
+        Needs frames."""
         cfg, nets = self.cfg, self.nets
         if "frames" not in batch:
             raise ValueError("a BC update needs frames (the encoder trains end to end)")
         b = {k: v.to(self.device) for k, v in batch.items()}
         frames = random_shift(b["frames"], cfg.aug_pad)
         mean, log_std = nets.actor.mean_and_spread(nets.state(frames, b["proprio"], b["tasks"]))
-        actions, mc = b["actions"].float(), imitation_returns(b)
+        actions, mc = b["actions"].float(), b["mc_returns"] if imitate_prior else imitation_returns(b)
         loss = success_weighted_mse(torch.tanh(mean), actions, mc)
         # The spread: pulled to bc_std, so that sampled actions explore around the BC action on the
         # demonstrator's scale (not at the initial std of about 1, which made every sampled forward

@@ -65,6 +65,11 @@ class LearnerConfig:
     forward success after 2,000 updates where BC reached 60 % (docs/benchmarks.md). 12k: on the
     learning bench's seed 1, 2k BC updates gave 0 % and 12k gave 76 %, and fine-tuning (critic
     first) takes a good BC policy further, but a 0 % one only to 40 % in 10k steps."""
+    bc_prior_fraction: float = 0.0
+    """Share of each BC warm-up batch drawn from the successful episodes of the prior data (other
+    scenes and layouts: "put the object in the container" elsewhere), the rest from the demos; 0: the
+    demos only. The prior data then also trains the encoder to find objects where no demo starts.
+    Online, the actor's BC term never imitates prior data, whatever this is."""
     freeze_encoder_after_bc: bool = True
     """Cal-QL pre-training after the BC warm-up trains the heads on the BC encoder's cached features
     (about 15x cheaper per update on a CPU) instead of training the encoder end to end."""
@@ -116,6 +121,8 @@ class LearnerConfig:
             raise ValueError("keep_weight_versions and milestone_every must be >= 0")
         if self.pretrain_steps < 0 or self.bc_warmup_steps < 0 or self.online_critic_warmup_updates < 0:
             raise ValueError("pretrain_steps, bc_warmup_steps and online_critic_warmup_updates must be >= 0")
+        if not 0.0 <= self.bc_prior_fraction < 1.0:
+            raise ValueError(f"bc_prior_fraction must be in [0, 1), got {self.bc_prior_fraction}")
         if not 0.0 <= self.policy_average_tau <= 1.0:
             raise ValueError(f"policy_average_tau must be in [0, 1], got {self.policy_average_tau}")
 
@@ -171,6 +178,26 @@ def concat_batches(a: Batch, b: Batch) -> Batch:
         x, y = getattr(a, f.name), getattr(b, f.name)
         values[f.name] = None if x is None or y is None else np.concatenate([x, y])
     return Batch(**values)
+
+
+def draw_bc_batch(
+    buffer: ReplayBuffer, rng: np.random.Generator, batch_size: int, prior_fraction: float, source: str
+) -> tuple[Batch, bool]:
+    """A BC warm-up batch with frames: ``round(batch_size * prior_fraction)`` transitions of successful
+    prior episodes, the rest of ``source``; and whether it holds prior transitions (which BC then
+    imitates). With no prior share it is exactly ``buffer.sample(batch_size, rng, source)``."""
+    n_prior = round(batch_size * prior_fraction)
+    if n_prior == 0:
+        return buffer.sample(batch_size, rng, source=source), False
+    prior = buffer.valid_indices("prior")
+    prior = prior[buffer.gather(prior, frames=False).mc_returns > 0]
+    if len(prior) == 0:
+        raise ValueError(
+            f"bc_prior_fraction is {prior_fraction} but the replay buffer {buffer.root} holds no "
+            "successful prior episodes"
+        )
+    rest = buffer.sample(batch_size - n_prior, rng, source=source)
+    return concat_batches(rest, buffer.gather(prior[rng.integers(0, len(prior), n_prior)])), True
 
 
 class Learner:
@@ -291,8 +318,10 @@ class Learner:
     def update(self, phase: str) -> dict[str, float]:
         """One gradient update of ``phase``: "bc" (warm-up), "pretrain" or "online"."""
         if phase == "bc":
-            batch = self._draw(self.cfg.batch_size, self._bc_source(), frames=True)[0]
-            metrics = self.agent.bc_update(batch_to_torch(batch, self.device))
+            batch, with_prior = draw_bc_batch(
+                self.buffer, self.rng, self.cfg.batch_size, self.cfg.bc_prior_fraction, self._bc_source()
+            )
+            metrics = self.agent.bc_update(batch_to_torch(batch, self.device), imitate_prior=with_prior)
             self._encoder_updates += 1
         else:
             cached = self.uses_cached_features(phase)

@@ -79,7 +79,14 @@ import torch
 from tqdm import tqdm
 
 from policy_server.calql import Agent, AgentConfig
-from policy_server.learner import RECIPES, Learner, LearnerConfig, batch_to_torch, resolve_device
+from policy_server.learner import (
+    RECIPES,
+    Learner,
+    LearnerConfig,
+    batch_to_torch,
+    draw_bc_batch,
+    resolve_device,
+)
 from policy_server.networks import ENCODER_HEADS, AgentNetworks, NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer, payload_sha256
 from policy_server.weights import WeightStore, load_into
@@ -125,11 +132,23 @@ OFFLINE_KINDS: dict[str, tuple[str, ...]] = {
 }
 """Offline data kinds loaded into each method's buffer."""
 PRESETS: tuple[str, ...] = ("quick", "medium", "full")
+
+
+def offline_kinds(cfg: LearningBenchConfig, method: str) -> tuple[str, ...]:
+    """The offline data kinds ``method`` loads: :data:`OFFLINE_KINDS`, and the prior data for the
+    ``bc_only`` baseline when its BC draws from it (``bc_prior_fraction`` > 0)."""
+    kinds = OFFLINE_KINDS[method]
+    if method == "bc_only" and cfg.bc_prior_fraction > 0:
+        return (*kinds, "prior")
+    return kinds
+
+
 EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 """Held-out scene layouts: the training scene's workstation layout, or a new one per seed."""
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
 _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout",
-                          "bc_warmup_steps", "recovery_demos", "recovery_region")  # fmt: skip
+                          "bc_warmup_steps", "recovery_demos", "recovery_region",
+                          "bc_prior_fraction")  # fmt: skip
 """Bench settings that only shape the offline data or what is learnt from it (the BC warm-up on the
 demos); ignored when merging a run that loads none."""
 _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
@@ -206,6 +225,9 @@ class LearningBenchConfig:
     bc_weight: float = 100.0
     """BC term of the Cal-QL actor (calql_finetune), times the mean |Q|; bc_only is a separate, pure
     BC baseline. 100 (docs/benchmarks.md): at 2.5 the Q gradient pulled the grasp apart online."""
+    bc_prior_fraction: float = 0.0
+    """Share of each BC warm-up batch (the main method's and the ``bc_only`` baseline's) from the
+    successful prior episodes (``LearnerConfig.bc_prior_fraction``); 0: the demos only."""
     crr_beta: float = 0.0
     """crr_finetune: CRR's filter (``AgentConfig.crr_beta``): 0 imitates the transitions the critic
     rates above the policy (binary), > 0 weighs them by ``exp(advantage / crr_beta)``."""
@@ -299,6 +321,10 @@ class LearningBenchConfig:
             raise ValueError("cql_alpha, bc_weight, encoder_bc_weight, aug_pad and crr_beta must be >= 0")
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        if not 0.0 <= self.bc_prior_fraction < 1.0:
+            raise ValueError(f"bc_prior_fraction must be in [0, 1), got {self.bc_prior_fraction}")
+        if self.bc_prior_fraction > 0 and self.prior < 1:
+            raise ValueError("bc_prior_fraction > 0 draws BC batches from the prior data: prior must be >= 1")
         if "bc_only" in self.methods and (self.demos_per_task < 1 or self.bc_warmup_steps < 1):
             raise ValueError("bc_only needs demos and BC updates: demos_per_task and bc_warmup_steps >= 1")
         if "bc_finetune" in self.methods and self.bc_weight == 0:
@@ -392,7 +418,7 @@ class LearningBenchConfig:
         return LearnerConfig(
             recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,
             pretrain_steps=self.pretrain_steps, bc_warmup_steps=self.bc_warmup_steps,
-            wsrl_warmup_transitions=self.wsrl_warmup_transitions,
+            bc_prior_fraction=self.bc_prior_fraction, wsrl_warmup_transitions=self.wsrl_warmup_transitions,
             online_critic_warmup_updates=0 if method == "sac_scratch" else self.online_critic_warmup_updates,
             policy_average_tau=self.acting_average_tau, publish_every=_NEVER,
             checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
@@ -560,7 +586,8 @@ def train_bc(
     agent = Agent(nets, cfg.learner_config("bc_only").agent)
     metrics: dict[str, float] = {}
     for _ in tqdm(range(cfg.bc_warmup_steps), desc="bc", unit="upd", disable=not progress):
-        metrics = agent.bc_update(batch_to_torch(buffer.sample(cfg.batch_size, rng, source="demos"), device))
+        batch, with_prior = draw_bc_batch(buffer, rng, cfg.batch_size, cfg.bc_prior_fraction, "demos")
+        metrics = agent.bc_update(batch_to_torch(batch, device), imitate_prior=with_prior)
     config = {"network": asdict(net_cfg), "bc": {"steps": cfg.bc_warmup_steps, **metrics}}
     WeightStore(run_dir / "weights").publish(nets.state_dict(), config, step=cfg.bc_warmup_steps)
     return nets
@@ -758,7 +785,7 @@ def run_method(
     buffer = ReplayBuffer(run_dir / "buffer", spec, capacity=cfg.buffer_capacity)
     learner: Learner | None = None
     try:
-        offline = _load_offline(buffer, data["jobs"], OFFLINE_KINDS[method])
+        offline = _load_offline(buffer, data["jobs"], offline_kinds(cfg, method))
         buffer.flush()
         pretrain_s, shared_from = 0.0, None
         if method == "bc_only":
@@ -800,7 +827,7 @@ def run_method(
         "train_s": pretrain_s + online["online_s"],
         "wall_s": time.perf_counter() - t0,
         "buffer": {"offline_transitions": offline, "online_transitions": online_transitions},
-        "offline_kinds": list(OFFLINE_KINDS[method]),
+        "offline_kinds": list(offline_kinds(cfg, method)),
         "run_dir": str(run_dir),
     }
 

@@ -304,3 +304,18 @@ def test_bc_never_imitates_prior_data() -> None:
     }
     torch.testing.assert_close(imitation_returns(batch), torch.tensor([0.9, 0.0, 0.7, 0.0]))
     assert imitation_returns({"mc_returns": batch["mc_returns"]}) is batch["mc_returns"]  # no sources: all
+
+
+def test_bc_update_imitates_prior_data_only_when_asked() -> None:
+    from policy_server.replay_buffer import Source
+
+    torch.manual_seed(0)
+    nets = AgentNetworks(NetworkConfig(image_size=32, hidden_dim=32, feature_dim=8, encoder_channels=4))
+    agent = Agent(nets, AgentConfig())
+    batch = _imitation_batch(16)
+    batch["sources"] = torch.full((16,), int(Source.PRIOR))  # successful prior episodes only
+    before = [p.detach().clone() for p in nets.actor.parameters()]
+    assert agent.bc_update(batch)["losses/bc_warmup"] == 0.0  # the default: prior data is not imitated
+    assert all(torch.equal(a, b) for a, b in zip(before, nets.actor.parameters(), strict=True))
+    assert agent.bc_update(batch, imitate_prior=True)["losses/bc_warmup"] > 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(before, nets.actor.parameters(), strict=True))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from policy_server.calql import AgentConfig
-from policy_server.learner import Learner, LearnerConfig, config_from_dict, config_to_dict
+from policy_server.learner import Learner, LearnerConfig, config_from_dict, config_to_dict, draw_bc_batch
 from policy_server.networks import NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer, Source
 
@@ -27,14 +27,14 @@ def _cfg(**kw) -> LearnerConfig:
     return LearnerConfig(**{**base, **kw})
 
 
-def _episode(buf: ReplayBuffer, steps: int, source: str, task: int = 0) -> None:
+def _episode(buf: ReplayBuffer, steps: int, source: str, task: int = 0, success: bool = True) -> None:
     rng = np.random.default_rng(steps)
     frames = rng.integers(0, 255, (steps + 1, SIZE, SIZE, 3), dtype=np.uint8)
     proprio = rng.normal(size=(steps + 1, 9)).astype(np.float32)
     actions = rng.uniform(-1, 1, (steps, 5)).astype(np.float32)
     rewards = np.zeros(steps, np.float32)
-    rewards[-1] = 1.0
-    buf.add_episode(frames, proprio, actions, rewards, task, terminated=True, source=source)
+    rewards[-1] = float(success)
+    buf.add_episode(frames, proprio, actions, rewards, task, terminated=success, source=source)
 
 
 @pytest.fixture
@@ -109,6 +109,34 @@ def test_bc_warmup_trains_the_encoder_then_calql_trains_the_heads_on_cached_feat
     assert any(k.startswith("opt.bc.") for k in resumed.agent.optimizer_state())  # BC optimiser resumed
     resumed.pretrain(steps=4, progress=False)  # both phases done: nothing more
     assert resumed.counters["bc_updates"] == 3 and resumed.counters["pretrain_updates"] == 4
+
+
+def test_bc_batches_mix_in_successful_prior_episodes_only(tmp_path, buffer) -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="no successful prior episodes"):
+        draw_bc_batch(buffer, rng, 8, 0.5, "demos")  # the fixture holds demos only
+    _episode(buffer, 11, "prior", success=False)
+    buffer.flush()
+    with pytest.raises(ValueError, match="no successful prior episodes"):
+        draw_bc_batch(buffer, rng, 8, 0.5, "demos")
+    _episode(buffer, 12, "prior", task=1)
+    buffer.flush()
+    batch, with_prior = draw_bc_batch(buffer, rng, 8, 0.5, "demos")
+    sources = batch.sources.tolist()
+    assert with_prior and sources.count(int(Source.PRIOR)) == 4 and sources.count(int(Source.DEMOS)) == 4
+    assert (batch.mc_returns[batch.sources == Source.PRIOR] > 0).all(), "failed prior episodes are skipped"
+    assert batch.frames is not None and batch.frames.shape == (8, SIZE, SIZE, 3)
+    # No prior share: exactly the demos-only batch of before (same draws from the same generator).
+    plain, with_prior = draw_bc_batch(buffer, np.random.default_rng(3), 8, 0.0, "demos")
+    expected = buffer.sample(8, np.random.default_rng(3), source="demos")
+    assert not with_prior and np.array_equal(plain.actions, expected.actions)
+    learner = Learner(_cfg(bc_warmup_steps=2, bc_prior_fraction=0.5), tmp_path / "run", buffer, device="cpu",
+                      log=lambda _m: None)  # fmt: skip
+    learner.pretrain(steps=0, progress=False)
+    assert learner.counters["bc_updates"] == 2
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="bc_prior_fraction"):
+            _cfg(bc_prior_fraction=bad)
 
 
 def test_end_to_end_pretraining_without_warmup_trains_the_encoder(tmp_path, buffer) -> None:

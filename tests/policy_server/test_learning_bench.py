@@ -136,6 +136,8 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"eval_layout": "mine"}, "eval_layout"),
         ({"demo_layout": "yours"}, "demo_layout"),
         ({"methods": ("bc_finetune",), "bc_weight": 0.0}, "bc_finetune imitates"),
+        ({"bc_prior_fraction": 1.0}, "bc_prior_fraction"),
+        ({"bc_prior_fraction": 0.5, "prior": 0}, "prior must be >= 1"),
     ],
 )
 def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
@@ -390,3 +392,11 @@ def test_encoder_head_reaches_the_networks_and_is_validated() -> None:
     assert LearningBenchConfig.quick().network_config().encoder_head == "flatten"
     with pytest.raises(ValueError, match="encoder_head must be one of flatten, spatial_softmax, got 'pool'"):
         LearningBenchConfig.quick(encoder_head="pool")
+
+
+def test_bc_prior_fraction_reaches_the_learner_and_the_bc_baselines_data() -> None:
+    cfg = LearningBenchConfig.quick(bc_prior_fraction=0.5)
+    assert cfg.learner_config(lb.MAIN_METHOD).bc_prior_fraction == 0.5
+    assert lb.offline_kinds(cfg, "bc_only") == ("demos", "prior")
+    assert lb.offline_kinds(LearningBenchConfig.quick(), "bc_only") == ("demos",)
+    assert lb.offline_kinds(cfg, lb.MAIN_METHOD) == lb.OFFLINE_KINDS[lb.MAIN_METHOD]
