@@ -70,6 +70,9 @@ class LearnerConfig:
     scenes and layouts: "put the object in the container" elsewhere), the rest from the demos; 0: the
     demos only. The prior data then also trains the encoder to find objects where no demo starts.
     Online, the actor's BC term never imitates prior data, whatever this is."""
+    bc_average_tau: float = 0.0
+    """BC warm-up: the encoder and actor it ends with are a Polyak average (EMA) of its iterates,
+    moved this fraction toward the trained weights after every BC update; 0: the last iterate."""
     freeze_encoder_after_bc: bool = True
     """Cal-QL pre-training after the BC warm-up trains the heads on the BC encoder's cached features
     (about 15x cheaper per update on a CPU) instead of training the encoder end to end."""
@@ -123,6 +126,8 @@ class LearnerConfig:
             raise ValueError("pretrain_steps, bc_warmup_steps and online_critic_warmup_updates must be >= 0")
         if not 0.0 <= self.bc_prior_fraction < 1.0:
             raise ValueError(f"bc_prior_fraction must be in [0, 1), got {self.bc_prior_fraction}")
+        if not 0.0 <= self.bc_average_tau <= 1.0:
+            raise ValueError(f"bc_average_tau must be in [0, 1], got {self.bc_average_tau}")
         if not 0.0 <= self.policy_average_tau <= 1.0:
             raise ValueError(f"policy_average_tau must be in [0, 1], got {self.policy_average_tau}")
 
@@ -200,6 +205,49 @@ def draw_bc_batch(
     return concat_batches(rest, buffer.gather(prior[rng.integers(0, len(prior), n_prior)])), True
 
 
+def policy_parameters(nets: AgentNetworks) -> list[torch.Tensor]:
+    """The encoder's and the actor's parameters (detached): what the published policy is made of."""
+    return [p.detach() for p in (*nets.encoder.parameters(), *nets.actor.parameters())]
+
+
+class BCAverage:
+    """A Polyak average (EMA) of the encoder and actor over the BC warm-up's iterates
+    (``bc_average_tau``); :meth:`apply` makes the networks the average."""
+
+    PREFIX = "bcavg."
+
+    def __init__(self, nets: AgentNetworks, tau: float) -> None:
+        self.tau = tau
+        self._trained = policy_parameters(nets)
+        self._averaged = [p.clone() for p in self._trained]
+
+    def update(self) -> None:
+        """Move the average ``tau`` of the way toward the networks (after a BC update)."""
+        with torch.no_grad():
+            torch._foreach_lerp_(self._averaged, self._trained, self.tau)
+
+    def apply(self) -> None:
+        """Copy the average into the networks."""
+        with torch.no_grad():
+            torch._foreach_copy_(self._trained, self._averaged)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The average as a flat tensor dict (checkpoints)."""
+        return {f"{self.PREFIX}{i}": t.detach().clone() for i, t in enumerate(self._averaged)}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`; a count or shape that does not match is a ``ValueError``."""
+        if len(state) != len(self._averaged):
+            raise ValueError(f"a BC average of {len(state)} tensors does not fit {len(self._averaged)}")
+        with torch.no_grad():
+            for i, t in enumerate(self._averaged):
+                value = state[f"{self.PREFIX}{i}"]
+                if value.shape != t.shape:
+                    got, want = tuple(value.shape), tuple(t.shape)
+                    raise ValueError(f"BC average tensor {i} has shape {got}, not {want}")
+                t.copy_(value)
+
+
 class Learner:
     """Trains the agent from a replay buffer, publishes weights, checkpoints and resumes."""
 
@@ -228,10 +276,9 @@ class Learner:
         if cfg.policy_average_tau > 0:
             self.average = AgentNetworks(cfg.network).to(self.device).requires_grad_(False)
             self._averaged = [*self.average.encoder.parameters(), *self.average.actor.parameters()]
-            self._trained = [
-                p.detach() for p in (*self.nets.encoder.parameters(), *self.nets.actor.parameters())
-            ]
+            self._trained = policy_parameters(self.nets)
         self._average_synced = False  # set once the average starts from the trained networks
+        self.bc_average: BCAverage | None = None  # during the BC warm-up, with bc_average_tau > 0
         self._features_encoder = -1  # encoder_updates when the cache was filled (the encoder then)
         self._encoder_updates = 0  # updates that trained the encoder since this process started
         self.weights = WeightStore(self.run_dir / "weights")
@@ -321,7 +368,11 @@ class Learner:
             batch, with_prior = draw_bc_batch(
                 self.buffer, self.rng, self.cfg.batch_size, self.cfg.bc_prior_fraction, self._bc_source()
             )
+            if self.cfg.bc_average_tau > 0 and self.bc_average is None:  # the first BC update: from the init
+                self.bc_average = BCAverage(self.nets, self.cfg.bc_average_tau)
             metrics = self.agent.bc_update(batch_to_torch(batch, self.device), imitate_prior=with_prior)
+            if self.bc_average is not None:
+                self.bc_average.update()
             self._encoder_updates += 1
         else:
             cached = self.uses_cached_features(phase)
@@ -360,6 +411,10 @@ class Learner:
         bc_todo = max(0, bc_total - self.counters["bc_updates"])
         for _ in tqdm(range(bc_todo), desc="bc warm-up", unit="upd", disable=not progress):
             metrics = self.update("bc")
+        if self.bc_average is not None:  # the warm-up ends with its average
+            self.bc_average.apply()
+            self.bc_average = None
+            self._encoder_updates += 1  # features cached from the last iterate are stale
         total = self.cfg.pretrain_steps if steps is None else steps
         todo = max(0, total - self.counters["pretrain_updates"])
         for _ in tqdm(range(todo), desc="pretrain", unit="upd", disable=not progress):
@@ -455,6 +510,8 @@ class Learner:
         state.update({f"agent.{k}": v for k, v in self.agent.optimizer_state().items()})
         if self.average is not None and self._average_synced:
             state.update({f"avg.{k}": v for k, v in self.average.state_dict().items()})
+        if self.bc_average is not None:
+            state.update(self.bc_average.state())
         meta = {"learner": config_to_dict(self.cfg), "counters": dict(self.counters)}
         version = self.checkpoints.publish(state, meta, step=self.counters["updates"])
         self.checkpoints.prune(keep)
@@ -481,6 +538,10 @@ class Learner:
             if self.average is not None and avg_state:
                 load_into(self.average, avg_state)
                 self._average_synced = True
+            bc_avg_state = {k: v for k, v in state.items() if k.startswith(BCAverage.PREFIX)}
+            if bc_avg_state:  # stopped during the BC warm-up: its average goes on
+                self.bc_average = BCAverage(self.nets, self.cfg.bc_average_tau)
+                self.bc_average.load(bc_avg_state)
             self.agent.load_optimizer_state(
                 {k[6:]: v.to(self.device) for k, v in state.items() if k.startswith("agent.")}
             )

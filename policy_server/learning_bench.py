@@ -81,6 +81,7 @@ from tqdm import tqdm
 from policy_server.calql import Agent, AgentConfig
 from policy_server.learner import (
     RECIPES,
+    BCAverage,
     Learner,
     LearnerConfig,
     batch_to_torch,
@@ -148,7 +149,7 @@ EVAL_LAYOUTS: tuple[str, ...] = ("train", "new")
 _DATA_SETTINGS = ("image_size", "max_episode_steps", "seed", "layout_seed")
 _OFFLINE_DATA_SETTINGS = ("demos_per_task", "failures_per_task", "prior", "data_seed", "demo_layout",
                           "bc_warmup_steps", "recovery_demos", "recovery_region",
-                          "bc_prior_fraction")  # fmt: skip
+                          "bc_prior_fraction", "bc_average_tau")  # fmt: skip
 """Bench settings that only shape the offline data or what is learnt from it (the BC warm-up on the
 demos); ignored when merging a run that loads none."""
 _PRETRAINED_SETTINGS = ("recipe", "pretrain_steps", "cql_alpha", "cql_num_actions", "bc_weight",
@@ -228,6 +229,9 @@ class LearningBenchConfig:
     bc_prior_fraction: float = 0.0
     """Share of each BC warm-up batch (the main method's and the ``bc_only`` baseline's) from the
     successful prior episodes (``LearnerConfig.bc_prior_fraction``); 0: the demos only."""
+    bc_average_tau: float = 0.0
+    """The BC warm-up (main method and ``bc_only``) ends with a Polyak average of its iterates
+    (``LearnerConfig.bc_average_tau``); 0: the last iterate."""
     crr_beta: float = 0.0
     """crr_finetune: CRR's filter (``AgentConfig.crr_beta``): 0 imitates the transitions the critic
     rates above the policy (binary), > 0 weighs them by ``exp(advantage / crr_beta)``."""
@@ -321,6 +325,8 @@ class LearningBenchConfig:
             raise ValueError("cql_alpha, bc_weight, encoder_bc_weight, aug_pad and crr_beta must be >= 0")
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        if not 0.0 <= self.bc_average_tau <= 1.0:
+            raise ValueError(f"bc_average_tau must be in [0, 1], got {self.bc_average_tau}")
         if not 0.0 <= self.bc_prior_fraction < 1.0:
             raise ValueError(f"bc_prior_fraction must be in [0, 1), got {self.bc_prior_fraction}")
         if self.bc_prior_fraction > 0 and self.prior < 1:
@@ -418,7 +424,8 @@ class LearningBenchConfig:
         return LearnerConfig(
             recipe=recipe, freeze_encoder_online=freeze, batch_size=self.batch_size, utd_ratio=self.utd_ratio,
             pretrain_steps=self.pretrain_steps, bc_warmup_steps=self.bc_warmup_steps,
-            bc_prior_fraction=self.bc_prior_fraction, wsrl_warmup_transitions=self.wsrl_warmup_transitions,
+            bc_prior_fraction=self.bc_prior_fraction, bc_average_tau=self.bc_average_tau,
+            wsrl_warmup_transitions=self.wsrl_warmup_transitions,
             online_critic_warmup_updates=0 if method == "sac_scratch" else self.online_critic_warmup_updates,
             policy_average_tau=self.acting_average_tau, publish_every=_NEVER,
             checkpoint_every_s=float(_NEVER), log_every=self.log_every, seed=self.seed,
@@ -585,9 +592,14 @@ def train_bc(
     nets = AgentNetworks(net_cfg).to(device)
     agent = Agent(nets, cfg.learner_config("bc_only").agent)
     metrics: dict[str, float] = {}
+    average = BCAverage(nets, cfg.bc_average_tau) if cfg.bc_average_tau > 0 else None
     for _ in tqdm(range(cfg.bc_warmup_steps), desc="bc", unit="upd", disable=not progress):
         batch, with_prior = draw_bc_batch(buffer, rng, cfg.batch_size, cfg.bc_prior_fraction, "demos")
         metrics = agent.bc_update(batch_to_torch(batch, device), imitate_prior=with_prior)
+        if average is not None:
+            average.update()
+    if average is not None:
+        average.apply()
     config = {"network": asdict(net_cfg), "bc": {"steps": cfg.bc_warmup_steps, **metrics}}
     WeightStore(run_dir / "weights").publish(nets.state_dict(), config, step=cfg.bc_warmup_steps)
     return nets

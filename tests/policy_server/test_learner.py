@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from policy_server.calql import AgentConfig
-from policy_server.learner import Learner, LearnerConfig, config_from_dict, config_to_dict, draw_bc_batch
+from policy_server.learner import (
+    Learner,
+    LearnerConfig,
+    config_from_dict,
+    config_to_dict,
+    draw_bc_batch,
+    policy_parameters,
+)
 from policy_server.networks import NetworkConfig
 from policy_server.replay_buffer import BufferSpec, ReplayBuffer, Source
 
@@ -137,6 +144,39 @@ def test_bc_batches_mix_in_successful_prior_episodes_only(tmp_path, buffer) -> N
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="bc_prior_fraction"):
             _cfg(bc_prior_fraction=bad)
+
+
+def test_bc_warmup_ends_with_the_average_of_its_iterates_and_resumes_it(tmp_path, buffer) -> None:
+    def policy(learner: Learner) -> list[torch.Tensor]:
+        return [p.clone() for p in policy_parameters(learner.nets)]
+
+    start = Learner(_cfg(bc_warmup_steps=3), tmp_path / "plain", buffer, device="cpu", log=lambda _m: None)
+    init = policy(start)
+    start.pretrain(steps=0, progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(init, policy(start), strict=True))  # BC moved it
+    # An average that hardly moves ends the warm-up next to where it began (same seed, same init).
+    slow = Learner(_cfg(bc_warmup_steps=3, bc_average_tau=1e-6), tmp_path / "slow", buffer, device="cpu",
+                   log=lambda _m: None)  # fmt: skip
+    slow.pretrain(steps=0, progress=False)
+    assert slow.bc_average is None and slow.counters["bc_updates"] == 3
+    for a, b in zip(init, policy(slow), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    # Stopped mid-warm-up (a checkpoint after every update), the average is restored with the run.
+    cfg = _cfg(bc_warmup_steps=4, bc_average_tau=0.3, checkpoint_every_s=0.0)
+    first = Learner(cfg, tmp_path / "resume", buffer, device="cpu", log=lambda _m: None)
+    first.update("bc")
+    first.update("bc")
+    assert first.bc_average is not None
+    second = Learner(cfg, tmp_path / "resume", buffer, device="cpu", log=lambda _m: None)
+    assert second.bc_average is not None and second.counters["bc_updates"] == 2
+    for key, value in first.bc_average.state().items():
+        torch.testing.assert_close(second.bc_average.state()[key], value)
+    second.pretrain(steps=0, progress=False)
+    assert second.counters["bc_updates"] == 4 and second.bc_average is None
+    with pytest.raises(ValueError, match="does not fit"):
+        first.bc_average.load({"bcavg.0": torch.zeros(1)})
+    with pytest.raises(ValueError, match="bc_average_tau"):
+        _cfg(bc_average_tau=1.5)
 
 
 def test_end_to_end_pretraining_without_warmup_trains_the_encoder(tmp_path, buffer) -> None:

@@ -137,6 +137,7 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"demo_layout": "yours"}, "demo_layout"),
         ({"methods": ("bc_finetune",), "bc_weight": 0.0}, "bc_finetune imitates"),
         ({"bc_prior_fraction": 1.0}, "bc_prior_fraction"),
+        ({"bc_average_tau": -0.1}, "bc_average_tau"),
         ({"bc_prior_fraction": 0.5, "prior": 0}, "prior must be >= 1"),
     ],
 )
@@ -397,6 +398,7 @@ def test_encoder_head_reaches_the_networks_and_is_validated() -> None:
 def test_bc_prior_fraction_reaches_the_learner_and_the_bc_baselines_data() -> None:
     cfg = LearningBenchConfig.quick(bc_prior_fraction=0.5)
     assert cfg.learner_config(lb.MAIN_METHOD).bc_prior_fraction == 0.5
+    assert LearningBenchConfig.quick(bc_average_tau=0.01).learner_config("bc_only").bc_average_tau == 0.01
     assert lb.offline_kinds(cfg, "bc_only") == ("demos", "prior")
     assert lb.offline_kinds(LearningBenchConfig.quick(), "bc_only") == ("demos",)
     assert lb.offline_kinds(cfg, lb.MAIN_METHOD) == lb.OFFLINE_KINDS[lb.MAIN_METHOD]
