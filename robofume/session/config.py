@@ -78,6 +78,9 @@ class PretrainStage:
     2k gave a 0 % policy and 12k a 76 % one; docs/learning.md)."""
     steps: int = 5000
     """Cal-QL updates after the warm-up, on the BC encoder's cached features (fast)."""
+    bc_average_tau: float = 0.0
+    """The warm-up ends with a Polyak average of its iterates moved this fraction per update
+    (``LearnerConfig.bc_average_tau``); 0: the last iterate."""
     image_size: int = 64
     batch_size: int = 64
 
@@ -213,6 +216,9 @@ class SessionConfig:
         if self.pretrain.steps < 0 or self.pretrain.bc_steps < 0:
             p = self.pretrain
             raise SessionConfigError(f"pretrain steps and bc_steps must be >= 0, got {p.steps}, {p.bc_steps}")
+        tau = self.pretrain.bc_average_tau
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau <= 1:
+            raise SessionConfigError(f"pretrain bc_average_tau must be a number in [0, 1], got {tau!r}")
         home = self.online.home
         if home is not None:
             numeric = isinstance(home, list) and all(

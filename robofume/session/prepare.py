@@ -323,6 +323,7 @@ def ensure_pretrained(cfg: SessionConfig, data_dir: str, log: Log = print) -> di
         batch_size=p.batch_size,
         pretrain_steps=p.steps,
         bc_warmup_steps=p.bc_steps,
+        bc_average_tau=p.bc_average_tau,
         wsrl_warmup_transitions=cfg.online.wsrl_warmup_transitions,
         seed=cfg.seed,
         network=NetworkConfig(image_size=p.image_size),

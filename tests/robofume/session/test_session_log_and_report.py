@@ -129,6 +129,14 @@ def test_config_round_trip_and_errors() -> None:
         config_from_dict({"online": {"already_done_steps": -1}})
     with pytest.raises(SessionConfigError, match="explore_std_scale"):
         config_from_dict({"online": {"explore_std_scale": -0.5}})
+    with pytest.raises(SessionConfigError, match="bc_average_tau"):
+        config_from_dict({"pretrain": {"bc_average_tau": 2.0}})
+
+
+def test_session_pretrain_defaults_follow_the_learner() -> None:
+    from policy_server.learner import LearnerConfig
+
+    assert SessionConfig().pretrain.bc_average_tau == LearnerConfig().bc_average_tau
 
 
 @pytest.mark.parametrize(
