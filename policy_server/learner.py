@@ -539,9 +539,11 @@ class Learner:
                 load_into(self.average, avg_state)
                 self._average_synced = True
             bc_avg_state = {k: v for k, v in state.items() if k.startswith(BCAverage.PREFIX)}
-            if bc_avg_state:  # stopped during the BC warm-up: its average goes on
+            if bc_avg_state and self.cfg.bc_average_tau > 0:  # stopped mid-warm-up: its average goes on
                 self.bc_average = BCAverage(self.nets, self.cfg.bc_average_tau)
                 self.bc_average.load(bc_avg_state)
+            elif bc_avg_state:
+                self.log("bc_average_tau is now 0: the BC warm-up ends with its last iterate")
             self.agent.load_optimizer_state(
                 {k[6:]: v.to(self.device) for k, v in state.items() if k.startswith("agent.")}
             )

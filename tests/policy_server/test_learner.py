@@ -171,6 +171,11 @@ def test_bc_warmup_ends_with_the_average_of_its_iterates_and_resumes_it(tmp_path
     assert second.bc_average is not None and second.counters["bc_updates"] == 2
     for key, value in first.bc_average.state().items():
         torch.testing.assert_close(second.bc_average.state()[key], value)
+    logged: list[str] = []  # resumed mid-warm-up with the average switched off: dropped, and said so
+    third = Learner(_cfg(bc_warmup_steps=4, bc_average_tau=0.0), tmp_path / "resume", buffer, device="cpu",
+                    log=logged.append)  # fmt: skip
+    assert third.bc_average is None and third.counters["bc_updates"] == 2
+    assert any("last iterate" in m for m in logged)
     second.pretrain(steps=0, progress=False)
     assert second.counters["bc_updates"] == 4 and second.bc_average is None
     with pytest.raises(ValueError, match="does not fit"):
