@@ -35,7 +35,7 @@ from robofume.data.episode_format import (
     save_episode,
 )
 from robofume.data.rollout import record_episode
-from robofume.sim.mock_arm_env import LEGACY_OBJECT_SPREAD, MockArmConfig, MockArmEnv
+from robofume.sim.mock_arm_env import LEGACY_OBJECT_SPREAD, LEGACY_TRAY_HEIGHT, MockArmConfig, MockArmEnv
 from robofume.sim.scene import SceneVariant
 from robofume.sim.scripted_expert import FAILURE_MODES, ScriptedExpert
 from robofume.sim.tasks import TASK_NAMES, instruction
@@ -351,6 +351,7 @@ def mock_env_settings() -> dict[str, float]:
         "visual_max_faces": cfg.visual_max_faces,
         "start_spread": cfg.start_spread,
         "target_spread": cfg.target_spread,
+        "tray_height": cfg.tray_height,
     }
 
 
@@ -367,13 +368,18 @@ def _read_manifest(out: str) -> dict[str, Any] | None:
 def read_env_settings(out: str) -> dict[str, float] | None:
     """The mock arm settings in ``out``'s manifest; None without a readable manifest. Manifests from
     before they were recorded rendered the original meshes (``visual_max_faces`` 0) and drew objects
-    within ``LEGACY_OBJECT_SPREAD`` of each centre."""
+    within ``LEGACY_OBJECT_SPREAD`` of each centre; those from before 2026-12-02 had no tray
+    (``LEGACY_TRAY_HEIGHT``)."""
     manifest = _read_manifest(out)
     if manifest is None:
         return None
     camera = manifest.get("mock_camera", {"visual_max_faces": 0})
-    legacy = {"start_spread": LEGACY_OBJECT_SPREAD, "target_spread": LEGACY_OBJECT_SPREAD}
-    return {**camera, **manifest.get("mock_scene", legacy)}
+    legacy = {
+        "start_spread": LEGACY_OBJECT_SPREAD,
+        "target_spread": LEGACY_OBJECT_SPREAD,
+        "tray_height": LEGACY_TRAY_HEIGHT,
+    }
+    return {**camera, **legacy, **manifest.get("mock_scene", {})}
 
 
 EPISODE_SETTINGS: tuple[str, ...] = (
@@ -435,7 +441,7 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": asdict(cfg),
         "mock_camera": {"visual_max_faces": env_settings["visual_max_faces"]},
-        "mock_scene": {k: env_settings[k] for k in ("start_spread", "target_spread")},
+        "mock_scene": {k: env_settings[k] for k in ("start_spread", "target_spread", "tray_height")},
         "target_scene": asdict(TARGET_VARIANT),
         "prior_scenes": [asdict(s) for s in PRIOR_SCENES],
         "complete": False,

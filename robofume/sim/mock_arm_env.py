@@ -41,6 +41,7 @@ from robofume.sim.scene import (
     TABLE_TOP_Z,
     TARGET_BODY,
     SceneVariant,
+    Tray,
     build_model,
 )
 from robofume.sim.tasks import TASK_NAMES, task_id, task_name
@@ -83,6 +84,12 @@ half-width is 7 cm."""
 LEGACY_OBJECT_SPREAD = 0.03
 """Both spreads of datasets whose manifest does not record them (made before 2026-11-30)."""
 
+TRAY_HEIGHT = 0.035
+"""Default height (m) of the tray's walls around the reachable table area."""
+
+LEGACY_TRAY_HEIGHT = 0.0
+"""Tray height of datasets whose manifest does not record it (made before 2026-12-02: no tray)."""
+
 EDGE_BAND: tuple[float, float] = (0.04, 0.055)
 """``object_band`` of the held-out "edge" starts: the object 4–5.5 cm from the start square's
 centre: inside the square (a backward success), where the stream's backward attempts can leave it,
@@ -120,6 +127,11 @@ class MockArmConfig:
     """A fresh scene's object offset from the start square's centre, ± m per axis."""
     target_spread: float = FRESH_TARGET_SPREAD
     """A fresh scene's object offset from the target's centre, ± m per axis."""
+    tray_height: float = TRAY_HEIGHT
+    """Walls of this height (m) stand on the table just outside the workspace's x-y box (see
+    :class:`~robofume.sim.scene.Tray`), so that a failed grasp cannot push the object out of the
+    arm's reach, where a reset-free run could never get it back; 0: the open table (before
+    2026-12-02)."""
 
     def __post_init__(self) -> None:
         if not (self.image_size == 0 or 32 <= self.image_size <= 1024):
@@ -141,6 +153,8 @@ class MockArmConfig:
                 f"target_spread must be in [0, {MAX_TARGET_SPREAD}] m (the bin's walls), "
                 f"got {self.target_spread}"
             )
+        if not (self.tray_height == 0.0 or 0.01 <= self.tray_height <= 0.1):
+            raise ValueError(f"tray_height must be 0 (no tray) or in [0.01, 0.1] m, got {self.tray_height}")
 
 
 OBJECT_PLACES: tuple[str, ...] = ("start", "target", "between", "table")
@@ -241,9 +255,11 @@ class MockArmEnv(gym.Env):
         self.config = config or MockArmConfig()
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": int(self.config.control_hz)}
-        self.model = build_model(
-            self.config.variant, max(self.config.image_size, 512), self.config.visual_max_faces
+        cfg = self.config
+        tray = (
+            Tray(cfg.workspace_low[:2], cfg.workspace_high[:2], cfg.tray_height) if cfg.tray_height else None
         )
+        self.model = build_model(cfg.variant, max(cfg.image_size, 512), cfg.visual_max_faces, tray)
         self.data = mujoco.MjData(self.model)
         self.controller = CartesianController(self.model)
         self.n_substeps = max(

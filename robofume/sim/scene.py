@@ -32,6 +32,11 @@ BIN_WALL_THICK = 0.008
 PLATE_RADIUS = 0.08
 START_REGION_HALF = 0.06
 
+TRAY_WALL_THICK = 0.01
+TRAY_CLEARANCE = 0.018
+"""The tray's inner faces lie this far (m) outside the workspace's x-y box: a 4 cm cube pressed
+against a wall still has its centre inside the box, where the gripper's pinch point reaches."""
+
 _JOINT_KP = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)
 _JOINT_FORCE = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
 
@@ -71,13 +76,66 @@ def panda_asset_path() -> str:
     return path
 
 
+@dataclass(frozen=True)
+class Tray:
+    """A rim of low walls around the part of the table the gripper reaches, so that a pushed or
+    dropped object stays where the arm can pick it up again (a reset-free workstation's tray)."""
+
+    reach_low: tuple[float, float]
+    """x-y corner of the workspace box the gripper's pinch point reaches (the lower one)."""
+    reach_high: tuple[float, float]
+    """The opposite corner."""
+    height: float = 0.035
+    """Wall height above the table (m)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.height <= 0.1:
+            raise ValueError(f"tray height must be in (0, 0.1] m, got {self.height}")
+        if not all(lo < hi for lo, hi in zip(self.reach_low, self.reach_high, strict=True)):
+            raise ValueError(f"tray reach box is empty: {self.reach_low} .. {self.reach_high}")
+
+    def inner_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The x-y box inside the walls (their inner faces)."""
+        return (
+            np.asarray(self.reach_low) - TRAY_CLEARANCE,
+            np.asarray(self.reach_high) + TRAY_CLEARANCE,
+        )
+
+
+def _add_tray(world: mujoco.MjsBody, tray: Tray) -> None:
+    """Four walls on the table whose inner faces bound :meth:`Tray.inner_bounds`."""
+    low, high = tray.inner_bounds()
+    half_h, t = tray.height / 2, TRAY_WALL_THICK
+    centre = (low + high) / 2
+    half = (high - low) / 2
+    walls = [
+        ((low[0] - t / 2, centre[1]), (t / 2, half[1] + t)),
+        ((high[0] + t / 2, centre[1]), (t / 2, half[1] + t)),
+        ((centre[0], low[1] - t / 2), (half[0], t / 2)),
+        ((centre[0], high[1] + t / 2), (half[0], t / 2)),
+    ]
+    for k, ((px, py), (sx, sy)) in enumerate(walls):
+        world.add_geom(
+            name=f"tray_wall{k}",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[sx, sy, half_h],
+            pos=[px, py, TABLE_TOP_Z + half_h],
+            rgba=[0.45, 0.38, 0.30, 1],
+            friction=[1.0, 0.005, 0.0001],
+        )
+
+
 def build_spec(
-    variant: SceneVariant, image_size: int, visual_max_faces: int = VISUAL_MESH_MAX_FACES
+    variant: SceneVariant,
+    image_size: int,
+    visual_max_faces: int = VISUAL_MESH_MAX_FACES,
+    tray: Tray | None = None,
 ) -> mujoco.MjSpec:
     """Return the editable scene spec for ``variant`` with an offscreen buffer of ``image_size``.
 
     The arm's render-only meshes are simplified to ``visual_max_faces`` triangles each (0: the
-    original meshes); collision meshes, and so the physics, are untouched (:mod:`mesh_lod`)."""
+    original meshes); collision meshes, and so the physics, are untouched (:mod:`mesh_lod`).
+    ``tray``: walls around the reachable table area (None: the open table)."""
     asset = panda_asset_path()
     spec = mujoco.MjSpec.from_file(asset)
     spec.option.timestep = 0.002
@@ -117,6 +175,8 @@ def build_spec(
         rgba=[0.62, 0.52, 0.40, 1],
         friction=[1.0, 0.005, 0.0001],
     )
+    if tray is not None:
+        _add_tray(world, tray)
     world.add_camera(
         name=CAMERA_NAME,
         pos=[1.05, 0.0, 0.55],
@@ -191,7 +251,10 @@ def build_spec(
 
 
 def build_model(
-    variant: SceneVariant, image_size: int, visual_max_faces: int = VISUAL_MESH_MAX_FACES
+    variant: SceneVariant,
+    image_size: int,
+    visual_max_faces: int = VISUAL_MESH_MAX_FACES,
+    tray: Tray | None = None,
 ) -> mujoco.MjModel:
-    """Compile the scene for ``variant``."""
-    return build_spec(variant, image_size, visual_max_faces).compile()
+    """Compile the scene for ``variant`` (``tray``: see :func:`build_spec`)."""
+    return build_spec(variant, image_size, visual_max_faces, tray).compile()

@@ -136,7 +136,7 @@ def test_resume_with_other_episode_settings_is_refused_and_changes_nothing(datas
 
 def test_env_settings_are_recorded_and_a_dataset_made_differently_is_not_resumed(tmp_path) -> None:
     from robofume.data.generate import mock_env_settings, read_env_settings
-    from robofume.sim.mock_arm_env import LEGACY_OBJECT_SPREAD
+    from robofume.sim.mock_arm_env import LEGACY_OBJECT_SPREAD, LEGACY_TRAY_HEIGHT
 
     out = tmp_path / "mock"
     generate_dataset(_cfg(out, prior=0, failures_per_task=0), progress=False)
@@ -145,14 +145,20 @@ def test_env_settings_are_recorded_and_a_dataset_made_differently_is_not_resumed
         load_episode(list_episodes(out)[0]).metadata["visual_max_faces"]
         == mock_env_settings()["visual_max_faces"]
     )
-    # a manifest from before the settings were recorded: original meshes, 3 cm spreads
+    assert mock_env_settings()["tray_height"] > 0
     manifest = json.loads((out / "dataset.json").read_text())
+    # a manifest from before the tray: its scenes had none
+    del manifest["mock_scene"]["tray_height"]
+    (out / "dataset.json").write_text(json.dumps(manifest))
+    assert read_env_settings(str(out)) == {**mock_env_settings(), "tray_height": LEGACY_TRAY_HEIGHT}
+    # a manifest from before the settings were recorded: original meshes, 3 cm spreads, no tray
     del manifest["mock_camera"], manifest["mock_scene"]
     (out / "dataset.json").write_text(json.dumps(manifest))
     assert read_env_settings(str(out)) == {
         "visual_max_faces": 0,
         "start_spread": LEGACY_OBJECT_SPREAD,
         "target_spread": LEGACY_OBJECT_SPREAD,
+        "tray_height": LEGACY_TRAY_HEIGHT,
     }
     before = {p: os.path.getmtime(p) for p in list_episodes(out)}
     with pytest.raises(ValueError, match="new --out"):

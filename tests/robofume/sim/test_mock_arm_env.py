@@ -148,6 +148,8 @@ def test_ground_truth_checkers_follow_object(state_env: MockArmEnv) -> None:
         ({"image_size": 10}, "image_size"),
         ({"image_size": 4096}, "image_size"),
         ({"control_hz": 0.0}, "control_hz"),
+        ({"tray_height": 0.005}, "tray_height"),
+        ({"tray_height": -0.035}, "tray_height"),
         ({"variant": "x"}, None),
     ],
 )
@@ -312,5 +314,54 @@ def test_object_place_names_where_the_object_lies() -> None:
         env.data.qpos[q : q + 2] = [env.config.workspace_low[0] - 0.05, start[1]]
         mujoco.mj_forward(env.model, env.data)
         assert env.object_place() == "out_of_reach"
+    finally:
+        env.close()
+
+
+def _push_object(env: MockArmEnv, seed: int, direction: tuple[float, float]) -> None:
+    """Fresh scene with the object on the table; the closed gripper, lowered behind it, pushes it
+    along ``direction`` as far as the workspace lets it, then lifts away."""
+    env.reset(seed=seed, options={"task": "backward", "object_in": "table"})
+    push = np.asarray(direction, dtype=float)
+    behind = env.object_pos()[:2] - 0.08 * push
+    for _ in range(30):
+        env.apply_target(np.array([*behind, 0.10]), 0.0, 1.0)
+    for _ in range(20):
+        env.apply_target(np.array([*behind, 0.02]), 0.0, 1.0)
+    for _ in range(40):
+        ee = env.ee_pos()
+        env.apply_target(np.array([*(ee[:2] + 0.06 * push), 0.02]), 0.0, 1.0)
+    for _ in range(20):
+        env.apply_target(np.array([*env.ee_pos()[:2], 0.15]), 0.0, 0.0)
+
+
+def test_the_tray_keeps_a_pushed_object_within_reach_and_the_expert_picks_it_off_the_wall() -> None:
+    from robofume.sim.scripted_expert import ScriptedExpert
+
+    open_table = MockArmEnv(MockArmConfig(image_size=0, tray_height=0.0))
+    try:
+        _push_object(open_table, seed=20, direction=(0.0, 1.0))
+        assert open_table.object_place() == "out_of_reach"
+        assert "tray_wall0" not in {open_table.model.geom(g).name for g in range(open_table.model.ngeom)}
+    finally:
+        open_table.close()
+    env = MockArmEnv(MockArmConfig(image_size=0, max_episode_steps=150))
+    try:
+        assert env.config.tray_height > 0
+        for seed, direction in ((20, (0.0, 1.0)), (10, (-1.0, 0.0))):
+            _push_object(env, seed, direction)
+            assert env.object_place() == "beyond", (seed, env.object_pos())
+            xy = env.object_pos()[:2]
+            assert np.all(xy >= np.asarray(env.config.workspace_low[:2]))
+            assert np.all(xy <= np.asarray(env.config.workspace_high[:2]))
+        # the object now lies against the wall at the arm's side; the expert picks it up from there
+        env.reset(options={"task": "backward", "keep_scene": True, "home_arm": True})
+        expert = ScriptedExpert(env, rng=np.random.default_rng(0))
+        expert.reset()
+        for _ in range(150):
+            _, _, terminated, truncated, info = env.step(expert.act())
+            if terminated or truncated:
+                break
+        assert info["success"], env.object_pos()
     finally:
         env.close()
