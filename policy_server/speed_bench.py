@@ -114,20 +114,33 @@ def run_learner_bench(
 
 
 def run_policy_latency_bench(
-    camera_size: int = 128, iters: int = 300, device: str = "auto", batches: tuple[int, ...] = (1, 4)
+    camera_size: int = 128,
+    iters: int = 300,
+    device: str = "auto",
+    batches: tuple[int, ...] = (1, 4),
+    policy_image_size: int | None = None,
 ) -> dict[str, object]:
     """Policy-server inference latency with the default network at each batch (robots served together);
-    ``device``: auto (CUDA if present), cpu or cuda."""
+    ``device``: auto (CUDA if present), cpu or cuda; ``policy_image_size``: the network's input side
+    (default: ``NetworkConfig``'s), to which each ``camera_size`` frame is resized."""
+    net = NetworkConfig() if policy_image_size is None else NetworkConfig(image_size=policy_image_size)
     result = dict(
         run_policy_bench(
-            lambda: AgentNetworks(NetworkConfig()),
+            lambda: AgentNetworks(net),
             image_size=camera_size,
             iters=iters,
             device=device,
             batches=batches,
         )
     )
-    result.update({"bench": "policy", "target_p99_ms_batch1": 5.0, "machine": machine_info()})
+    result.update(
+        {
+            "bench": "policy",
+            "policy_image_size": net.image_size,
+            "target_p99_ms_batch1": 5.0,
+            "machine": machine_info(),
+        }
+    )
     return result
 
 

@@ -148,7 +148,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             result = speed_bench.run_learner_bench(updates=args.steps or 20, device=device)
         elif args.name == "policy":
             result = speed_bench.run_policy_latency_bench(
-                camera_size=args.image_size, device=device, batches=tuple(args.batch_sizes or (1, 4))
+                camera_size=args.image_size,
+                device=device,
+                batches=tuple(args.batch_sizes or (1, 4)),
+                policy_image_size=args.policy_image_size,
             )
         else:
             result = speed_bench.run_replay_bench(image_size=args.image_size)
@@ -537,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmarks; print JSON with --json",
         epilog="examples:\n  robofume bench sim --json\n"
-        "  robofume bench policy --device cuda --batch-sizes 1 4 16 --json   # on the GPU server",
+        "  robofume bench policy --device cuda --batch-sizes 1 4 16 --json   # on the GPU server\n"
+        "  robofume bench policy --policy-image-size 96 --json   # a policy trained on 96 px images",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
@@ -567,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--classifier", default=None, help="reward-node: classifier folder or 'stand-in' (default)"
     )
     bench.add_argument("--image-size", type=int, default=128, help="camera image side (default: 128)")
+    bench.add_argument(
+        "--policy-image-size",
+        type=int,
+        default=None,
+        help="policy: the network's input side; camera frames are resized to it (default: the "
+        "network's, 64)",
+    )
     bench.add_argument(
         "--device",
         default=None,

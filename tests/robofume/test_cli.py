@@ -221,6 +221,17 @@ def test_bench_policy_serves_each_batch_on_the_device_asked(capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     assert result["device"] == "cpu" and result["batch3_p50_ms"] > 0
     assert "batch4_p50_ms" not in result and result["batch1_p99_ms"] >= result["batch1_p50_ms"]
+    assert result["policy_image_size"] == 64
+
+
+def test_bench_policy_runs_a_network_of_the_image_size_asked(capsys) -> None:
+    argv = ["bench", "policy", "--device", "cpu", "--batch-sizes", "1", "--policy-image-size", "96"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["policy_image_size"] == 96 and result["image_size"] == 128
+    assert main([*argv[:-1], "16", "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "image_size must be between 32 and 256" in err and "\n" not in err
 
 
 def test_bench_classifier_latency_only_times_the_backbones(tmp_path, capsys) -> None:
