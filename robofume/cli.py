@@ -575,8 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy-image-size",
         type=int,
         default=None,
-        help="policy: the network's input side; camera frames are resized to it (default: the "
-        "network's, 64)",
+        help="policy: the network's input side; camera frames are resized to it (default: the network's, 64)",
     )
     bench.add_argument(
         "--device",
