@@ -194,6 +194,11 @@ class LearningBenchConfig:
     or ``new``, each held-out seed draws its own layout (generalisation to unseen workstations)."""
     eval_other_layout: bool = True
     """Also evaluate in the other layout at the first and the last evaluation (``curve_other``)."""
+    eval_recovery_episodes: int = 0
+    """At the first and the last evaluation, also measure both tasks on this many held-out scenes
+    (the first evaluation seeds, training layout) with the object anywhere on the table within
+    reach (``object_in="table"``): where a reset-free stream leaves it after a failed attempt, so
+    the stream can only go on if the policy succeeds from there (``curve_recovery``). 0: off."""
     image_size: int = 64
     max_episode_steps: int = 100
     utd_ratio: float = 1.0
@@ -309,9 +314,14 @@ class LearningBenchConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("seed", "pretrain_steps", "bc_warmup_steps", "demos_per_task", "failures_per_task",
                      "prior", "data_seed", "torch_threads", "online_critic_warmup_updates",
-                     "recovery_demos"):  # fmt: skip
+                     "recovery_demos", "eval_recovery_episodes"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_recovery_episodes > self.eval_episodes:
+            raise ValueError(
+                f"eval_recovery_episodes ({self.eval_recovery_episodes}) must not exceed eval_episodes "
+                f"({self.eval_episodes}): it uses the first held-out seeds"
+            )
         if self.recovery_region not in RECOVERY_REGIONS:
             regions = ", ".join(RECOVERY_REGIONS)
             raise ValueError(f"recovery_region must be one of {regions}, got {self.recovery_region!r}")
@@ -355,7 +365,7 @@ class LearningBenchConfig:
         """Smoke-test size: every code path, tiny counts, a small network (about a minute on 2 CPU cores)."""
         base: dict[str, Any] = {
             "online_steps": 30, "pretrain_steps": 20, "bc_warmup_steps": 20, "eval_every": 15,
-            "eval_episodes": 2,
+            "eval_episodes": 2, "eval_recovery_episodes": 1,
             "image_size": 32, "max_episode_steps": 12, "batch_size": 16, "demos_per_task": 1,
             "failures_per_task": 0, "prior": 2, "data_workers": 1, "hidden_dim": 32, "feature_dim": 16,
             "encoder_channels": 8, "cql_num_actions": 2, "device": "cpu", "torch_threads": 1,
@@ -561,16 +571,20 @@ def evaluate_task(
     layout_seed: int | None,
     task: str,
     object_band: tuple[float, float] | None = None,
+    object_in: str | None = None,
 ) -> float:
     """Success rate (ground truth) of the deterministic policy at ``task`` on fresh scenes ``seeds``,
     each with the object where the task starts (forward: the start square; backward: the goal);
-    ``object_band`` moves it that far from the region's centre (the env's reset option)."""
+    ``object_band`` moves it that far from the region's centre, ``object_in`` puts it elsewhere
+    (both the env's reset options)."""
     successes = 0
     options: dict[str, Any] = {"task": task}
     if layout_seed is not None:
         options["layout_seed"] = layout_seed
     if object_band is not None:
         options["object_band"] = object_band
+    if object_in is not None:
+        options["object_in"] = object_in
     for seed in seeds:
         obs, info = env.reset(seed=seed, options=options)
         terminated = truncated = False
@@ -686,11 +700,25 @@ def _online(
             evals[key] = evaluate_forward(nets, eval_env, cfg.eval_seeds, device, layout_seed)
         return evals[key]
 
+    curve_recovery: list[list[float]] = []
+
+    def recovery_rate(task: str) -> float:
+        nonlocal cached
+        key = (policy_fingerprint(nets), f"recovery_{task}")
+        if key in evals:
+            cached += 1
+        else:
+            seeds = cfg.eval_seeds[: cfg.eval_recovery_episodes]
+            evals[key] = evaluate_task(nets, eval_env, seeds, device, cfg.seed, task, object_in="table")
+        return evals[key]
+
     def evaluate(step: int) -> None:
         t = time.perf_counter()
         curve.append([step, success_rate(cfg.eval_layout)])
         if cfg.eval_other_layout and step in (0, cfg.online_steps):
             curve_other.append([step, success_rate(other_layout)])
+        if cfg.eval_recovery_episodes and step in (0, cfg.online_steps):
+            curve_recovery.append([step, recovery_rate("forward"), recovery_rate("backward")])
         times["eval"] += time.perf_counter() - t
 
     t_start = time.perf_counter()
@@ -761,6 +789,7 @@ def _online(
         "eval_layout": cfg.eval_layout,
         "curve_other": curve_other,
         "other_layout": other_layout,
+        "curve_recovery": curve_recovery,
         "updates": updates,
         "env_steps": cfg.online_steps,
         "online_s": online_s,
@@ -830,6 +859,7 @@ def run_method(
         "pre_trained_level": curve[0][1],
         "final_other": online["curve_other"][-1][1] if online["curve_other"] else None,
         "pre_trained_level_other": online["curve_other"][0][1] if online["curve_other"] else None,
+        "pre_trained_recovery": online["curve_recovery"][0][1:] if online["curve_recovery"] else None,
         "pretrain_s": pretrain_s,
         "pretrain_shared_from": shared_from,
         "start_fingerprint": start_fingerprint,

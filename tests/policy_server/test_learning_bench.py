@@ -55,6 +55,10 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         assert m["eval_layout"] == "train" and m["other_layout"] == "new"
         assert [p[0] for p in m["curve_other"]] == [0, cfg.online_steps]  # the other layout: first and last
         assert m["final_other"] == m["curve_other"][-1][1]
+        # both tasks from table starts, first and last evaluation
+        assert [p[0] for p in m["curve_recovery"]] == [0, cfg.online_steps]
+        assert all(0.0 <= v <= 1.0 for p in m["curve_recovery"] for v in p[1:])
+        assert m["pre_trained_recovery"] == m["curve_recovery"][0][1:]
         assert m["scene_resets"] == 1, f"{name} reset the scene during online training"
         for counts in m["train_episodes"].values():
             assert counts["successes"] + counts["already_done"] <= counts["episodes"]
@@ -99,8 +103,9 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         lb.prepare_data(cfg, str(tmp_path / "data"), progress=False)["jobs"]
     )
     assert saved["machine"]["torch_cpu_capability"]
-    # same weights: deterministic results reused (every point, plus the other layout at the first and last)
-    assert ms["pretrained_only"]["evals_reused"] == len(points) + 2
+    # same weights: deterministic results reused (every point, plus the other layout and both tasks'
+    # table starts at the first and last)
+    assert ms["pretrained_only"]["evals_reused"] == len(points) + 2 + 2 * 2
     assert ms["sac_scratch"]["buffer"]["offline_transitions"] == 0
     assert ms["bc_only"]["offline_kinds"] == ["demos"]
     offline = {name: m["buffer"]["offline_transitions"] for name, m in ms.items()}
@@ -139,6 +144,8 @@ def test_quick_bench_runs_every_method_reset_free_and_writes_json_and_png(tmp_pa
         ({"bc_prior_fraction": 1.0}, "bc_prior_fraction"),
         ({"bc_average_tau": -0.1}, "bc_average_tau"),
         ({"bc_prior_fraction": 0.5, "prior": 0}, "prior must be >= 1"),
+        ({"eval_recovery_episodes": -1}, "eval_recovery_episodes must be >= 0"),
+        ({"eval_recovery_episodes": 3}, "must not exceed eval_episodes"),
     ],
 )
 def test_config_is_validated(overrides: dict[str, Any], message: str) -> None:
